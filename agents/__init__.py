@@ -1,0 +1,1 @@
+"""Planners and agents (imported as ``loopwm_rl.agents``)."""

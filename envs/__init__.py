@@ -1,0 +1,1 @@
+"""Environment suite (imported as ``loopwm_rl.envs``)."""

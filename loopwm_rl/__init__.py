@@ -1,0 +1,29 @@
+"""loopwm-rl: reinforcement learning with looped (weight-tied, adaptive-depth) world models."""
+
+from .batch import SequenceBatch
+from .config import ConfigError, HaltingConfig, WorldModelConfig, load_model_config
+from .world_model import (
+    LoopedWorldModel,
+    Rollout,
+    StackedWorldModel,
+    StepOut,
+    WorldModel,
+    build_world_model,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "HaltingConfig",
+    "LoopedWorldModel",
+    "Rollout",
+    "SequenceBatch",
+    "StackedWorldModel",
+    "StepOut",
+    "WorldModel",
+    "WorldModelConfig",
+    "__version__",
+    "build_world_model",
+    "load_model_config",
+]

@@ -1,0 +1,312 @@
+"""Typed, frozen configuration and strict YAML/``key=value`` loading.
+
+Presets live in ``configs/`` (installed as ``loopwm_rl.configs``). A preset is a YAML mapping
+whose keys must match dataclass fields exactly; unknown keys and values of the wrong type are
+errors that name the key, the value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+HALTING_RULES = ("fixed", "convergence", "learned", "act")
+LEARNED_OBJECTIVES = ("improve", "ponder")
+MODEL_KINDS = ("looped", "stacked")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names it and the valid choices."""
+
+
+def _choice(name: str, value: str, choices: Iterable[str]) -> None:
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {list(choices)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class HaltingConfig:
+    """How many loops a step runs (``LOOPWM_SPEC.md`` §2, §7)."""
+
+    rule: str = "fixed"
+    """``fixed`` | ``convergence`` | ``learned`` | ``act``."""
+    tol: float = 0.05
+    """convergence: halt once the RMS change of the predicted (normalised) delta between two
+    loops falls below this."""
+    tau: float = 0.5
+    """learned: halt when P(a later loop lowers the error by > eps) < tau (``improve``), or
+    when the PonderNet gate lambda_t >= tau (``ponder``)."""
+    eps: float = 1e-3
+    """learned/improve: an improvement smaller than this (normalised MSE) does not count."""
+    objective: str = "improve"
+    """learned: ``improve`` (will-another-loop-help head) or ``ponder`` (PonderNet gate)."""
+    lambda_p: float = 0.3
+    """ponder: parameter of the geometric prior over the halting loop."""
+    beta: float = 1e-3
+    """ponder: KL weight. Must stay well below the per-loop loss improvement."""
+    act_eps: float = 0.01
+    """act: halt once the cumulative halting probability reaches 1 - act_eps."""
+    ponder_cost: float = 1e-3
+    """act: weight of the ponder cost N + R."""
+    min_loops: int = 1
+    """No rule halts before this many loops (convergence needs 2 to compare)."""
+
+    def __post_init__(self) -> None:
+        _choice("halting.rule", self.rule, HALTING_RULES)
+        _choice("halting.objective", self.objective, LEARNED_OBJECTIVES)
+        if self.min_loops < 1:
+            raise ConfigError(f"halting.min_loops={self.min_loops} must be >= 1")
+        if not 0.0 < self.lambda_p < 1.0:
+            raise ConfigError(f"halting.lambda_p={self.lambda_p} must lie in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldModelConfig:
+    """Architecture and loss weights of a looped or stacked latent world model.
+
+    ``obs_dim``, ``action_dim`` and ``num_actions`` are derived from the environment or the
+    dataset by :meth:`resolve`; a checkpoint stores the resolved config so that the model
+    rebuilds from the file alone.
+    """
+
+    kind: str = "looped"
+    """``looped`` (one shared block applied K times) or ``stacked`` (L distinct blocks)."""
+    obs_dim: int = 0
+    """Derived: observation size O."""
+    action_dim: int = 0
+    """Derived: continuous action size A (0 for discrete actions)."""
+    num_actions: int = 0
+    """Derived: number of discrete actions (0 for continuous actions)."""
+    latent_dim: int = 64
+    """Learned features D of the latent z; z also carries the O-dim observation estimate."""
+    token_dim: int = 64
+    """Width d of each token inside the transformer block."""
+    heads: int = 4
+    """Attention heads of the block."""
+    mlp_ratio: int = 4
+    """Hidden width of the block's MLP as a multiple of token_dim."""
+    slots: int = 4
+    """Learned latent slot tokens; with the state and action tokens S = slots + 2."""
+    encoder_hidden: int = 128
+    """Hidden width of the observation encoder MLP."""
+    head_hidden: int = 0
+    """Hidden width of the prediction heads; 0 makes them linear so depth lives in the loop."""
+    prelude_layers: int = 0
+    """Transformer blocks before the loop. Kept light: a heavy prelude makes loops decorative."""
+    max_loops: int = 8
+    """Hard cap on loops per step (looped). The stacked model always runs ``blocks`` layers."""
+    blocks: int = 1
+    """Stacked model: the number L of distinct blocks, each run once."""
+    mu_rec: float = 4.0
+    """Training: mean of the per-sequence Poisson loop count (clamped to [1, max_loops])."""
+    mu_bwd: int = 3
+    """Training: gradients flow through the last ``mu_bwd`` loops of each sequence."""
+    w_obs: float = 1.0
+    w_reward: float = 1.0
+    w_cont: float = 0.5
+    w_consistency: float = 1.0
+    rho: float = 0.7
+    """Weight rho**k of the k-th step of a training sequence."""
+    halting: HaltingConfig = dataclasses.field(default_factory=HaltingConfig)
+
+    def __post_init__(self) -> None:
+        _choice("model.kind", self.kind, MODEL_KINDS)
+        if self.max_loops < 1:
+            raise ConfigError(f"model.max_loops={self.max_loops} must be >= 1")
+        if self.blocks < 1:
+            raise ConfigError(f"model.blocks={self.blocks} must be >= 1")
+        if self.token_dim % self.heads:
+            raise ConfigError(
+                f"model.token_dim={self.token_dim} must be divisible by model.heads={self.heads}"
+            )
+        if self.mu_bwd < 1 or self.mu_rec <= 0:
+            raise ConfigError(f"model.mu_rec={self.mu_rec} and model.mu_bwd={self.mu_bwd} must be > 0")
+        if self.action_dim and self.num_actions:
+            raise ConfigError("set model.action_dim (continuous) or model.num_actions (discrete), not both")
+        if self.halting.min_loops > self.loop_cap:
+            raise ConfigError(
+                f"halting.min_loops={self.halting.min_loops} exceeds the loop cap {self.loop_cap}"
+            )
+
+    @property
+    def loop_cap(self) -> int:
+        """Loops a step may run: ``max_loops`` when looped, ``blocks`` when stacked."""
+        return self.max_loops if self.kind == "looped" else self.blocks
+
+    @property
+    def state_dim(self) -> int:
+        """Size of z: the observation estimate (O) plus ``latent_dim`` features."""
+        return self.obs_dim + self.latent_dim
+
+    @property
+    def discrete(self) -> bool:
+        return self.num_actions > 0
+
+    @property
+    def resolved(self) -> bool:
+        return self.obs_dim > 0 and (self.action_dim > 0 or self.num_actions > 0)
+
+    def resolve(self, *, obs_dim: int, action_dim: int = 0, num_actions: int = 0) -> WorldModelConfig:
+        """Return a copy with the data-derived sizes filled in (the config itself is frozen)."""
+        if obs_dim < 1 or (action_dim < 1) == (num_actions < 1):
+            raise ConfigError(
+                f"resolve needs obs_dim >= 1 and exactly one of action_dim/num_actions >= 1, "
+                f"got obs_dim={obs_dim}, action_dim={action_dim}, num_actions={num_actions}"
+            )
+        return dataclasses.replace(self, obs_dim=obs_dim, action_dim=action_dim, num_actions=num_actions)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Convert a YAML/CLI value to ``annotation`` or raise a ConfigError naming ``where``."""
+    origin = typing.get_origin(annotation)
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} expects a mapping of {annotation.__name__} fields, got {value!r}")
+        return from_mapping(annotation, value, prefix=f"{where}.")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError("; ".join(errors))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{where}={value!r} is not a bool (true/false)")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}={value!r} is not an int")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}={value!r} is not an int")
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}={value!r} is not a float")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}={value!r} is not a float") from None
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}={value!r} is not a string")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        (item,) = typing.get_args(annotation)[:1] or (Any,)
+        return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Build the frozen dataclass ``cls`` from ``data``, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=3)
+            hint = f"; did you mean {close}?" if close else ""
+            raise ConfigError(f"unknown key '{prefix}{key}'{hint}; valid keys: {sorted(fields)}")
+        kwargs[key] = _convert(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A plain, YAML-serialisable dict of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
+    """``["halting.rule=learned", "max_loops=4"]`` -> nested dict (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else ""
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with an earlier override")
+        node[leaf] = value
+    return out
+
+
+def config_dir() -> Path:
+    """The folder holding the YAML presets (installed as package data)."""
+    return Path(str(resources.files("loopwm_rl.configs")))
+
+
+def available_presets(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def read_preset(group: str, name: str) -> dict[str, Any]:
+    """Read ``configs/{group}/{name}.yaml`` or a YAML file path."""
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = config_dir() / group / f"{name}.yaml"
+    if not path.exists():
+        choices = available_presets(group)
+        close = difflib.get_close_matches(name, choices, n=3)
+        hint = f" did you mean {close}?" if close else ""
+        raise ConfigError(f"no {group} preset {name!r};{hint} available: {choices}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_model_config(presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> WorldModelConfig:
+    """Compose model presets left to right, then apply ``key=value`` overrides."""
+    data: dict[str, Any] = {}
+    for name in presets:
+        data = _merge(data, read_preset("model", name))
+    data = _merge(data, parse_overrides(overrides))
+    return from_mapping(WorldModelConfig, data, prefix="model.")

@@ -1,0 +1,77 @@
+"""The world-model training loss (``LOOPWM_SPEC.md`` §4).
+
+Per sequence, one loop count T ~ Poisson(mu_rec) is drawn and shared by its H steps; gradients
+flow through the last ``mu_bwd`` loops only. Every loop in that window is supervised, so every
+loop's prediction is usable at test time. Terms: next-observation delta (MSE, normalised),
+reward (MSE, normalised), continuation (BCE) and latent consistency of the predicted features
+to the stop-gradient encoding of the next observation. The halting
+rule is trained on the detached per-loop losses.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from .batch import SequenceBatch
+
+if TYPE_CHECKING:
+    from .world_model import WorldModel
+
+
+def sequence_loss(
+    model: WorldModel, batch: SequenceBatch, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, dict[str, float]]:
+    cfg = model.cfg
+    H, B = batch.horizon, batch.batch_size
+    obs = batch.obs  # (H + 1, B, O)
+    alive = batch.alive()  # (H, B)
+    step_w = cfg.rho ** torch.arange(H, dtype=obs.dtype, device=obs.device)[:, None] * alive
+
+    schedule = model.train_schedule(B, generator)
+    z0 = model.encode(obs[0])
+    rollout = model.imagine(z0, batch.actions, schedule=schedule, keep_loops=True)
+
+    target_delta = model.normalize_delta(obs[:-1], obs[1:])  # (H, B, O)
+    target_reward = model.normalize_reward(batch.rewards)  # (H, B)
+    target_cont = 1.0 - batch.terminated.float()  # (H, B)
+
+    wm_terms, losses, valids, feats = [], [], [], []
+    for k, pl in enumerate(rollout.per_loop):
+        mse_obs = (pl.delta - target_delta[k]).pow(2).mean(-1)  # (K, B)
+        mse_rew = (pl.reward - target_reward[k]).pow(2)  # (K, B)
+        bce = F.binary_cross_entropy_with_logits(
+            pl.cont_logit, target_cont[k].expand_as(pl.cont_logit), reduction="none"
+        )
+        per_loop = cfg.w_obs * mse_obs + cfg.w_reward * mse_rew + cfg.w_cont * bce  # (K, B)
+        sup = model.supervised(pl.valid, schedule).float() * step_w[k]  # (K, B)
+        wm_terms.append((per_loop * sup).sum() / sup.sum().clamp_min(1.0))
+        # the halting rule learns from prediction error only (obs + reward)
+        losses.append((mse_obs + mse_rew).detach().T)  # (B, K)
+        valids.append(pl.valid.T)
+        feats.append(pl.features.transpose(0, 1))  # (B, K, F)
+
+    wm_loss = torch.stack(wm_terms).sum() / step_w.sum(0).mean().clamp_min(1e-6)
+    with torch.no_grad():
+        z_target = model.encoder(model.normalize_obs(obs[1:]))  # (H, B, D)
+    features = rollout.z[..., model.cfg.obs_dim :]  # (H, B, D)
+    consistency = ((features - z_target).pow(2).mean(-1) * step_w).sum() / step_w.sum()
+
+    halt_loss, halt_metrics = model.halting.loss(torch.cat(losses), torch.cat(valids), torch.cat(feats))
+    total = wm_loss + cfg.w_consistency * consistency + halt_loss
+
+    with torch.no_grad():
+        final_err = (rollout.delta - target_delta).pow(2).mean(-1)  # (H, B)
+        metrics = {
+            "train/loss": float(total),
+            "train/wm_loss": float(wm_loss),
+            "train/consistency": float(consistency),
+            "train/halting_loss": float(halt_loss),
+            "train/obs_mse": float((final_err * alive).sum() / alive.sum()),
+            "train/loops_mean": float(schedule.stop_at.float().mean()),
+            "depth/retention_max": float(model.retention().max()),
+            **{k.replace("halting/", "train/halting_"): v for k, v in halt_metrics.items()},
+        }
+    return total, metrics

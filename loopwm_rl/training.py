@@ -1,0 +1,55 @@
+"""Optimiser and one update of the world model (AdamW, gradient clipping, NaN guard)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .batch import SequenceBatch
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the message names the offending terms."""
+
+
+def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
+    """AdamW without weight decay on norms, biases, embeddings and the state injection
+    (decaying ``a``, ``Δ`` or ``B`` would pull the retention away from its Parcae init)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.dim() < 2 or name.startswith("injection.") or name in ("pos", "slot_tokens"):
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def update(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: SequenceBatch,
+    *,
+    grad_clip: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """One gradient step on ``batch``; returns the loss metrics plus the gradient norm."""
+    model.train()
+    loss, metrics = model.loss(batch, generator=generator)
+    if not torch.isfinite(loss):
+        bad = {k: v for k, v in metrics.items() if not torch.isfinite(torch.tensor(v))}
+        raise NonFiniteLossError(
+            f"world-model loss is {loss.item()}; non-finite terms: {bad or metrics}. "
+            "Lower the learning rate or check the data for NaN/inf values."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    metrics["train/grad_norm"] = float(grad_norm)
+    return metrics

@@ -1,0 +1,370 @@
+"""Contract tests of the world-model verbs, the two models and the depth loop."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from loopwm_rl import SequenceBatch, build_world_model, load_model_config
+from loopwm_rl.config import ConfigError, HaltingConfig
+from loopwm_rl.training import NonFiniteLossError, make_optimizer, update
+from loopwm_rl.world_model import LoopedWorldModel, Schedule, StackedWorldModel
+
+O, A, N_ACT = 5, 2, 3
+
+
+def make(presets=("looped", "debug"), overrides=(), discrete=False):
+    cfg = load_model_config(presets, overrides)
+    cfg = cfg.resolve(obs_dim=O, num_actions=N_ACT) if discrete else cfg.resolve(obs_dim=O, action_dim=A)
+    return build_world_model(cfg)
+
+
+def actions_for(model, *shape):
+    if model.cfg.discrete:
+        return torch.randint(0, model.cfg.num_actions, shape)
+    return torch.rand(*shape, model.cfg.action_dim) * 2 - 1
+
+
+def batch_for(model, H=3, B=6):
+    return SequenceBatch(
+        obs=torch.randn(H + 1, B, O),
+        actions=actions_for(model, H, B),
+        rewards=torch.randn(H, B),
+        terminated=torch.zeros(H, B, dtype=torch.bool),
+    )
+
+
+RULES = ["fixed", "convergence", "learned", "act"]
+
+
+# ----------------------------------------------------------------------------- parameters
+
+
+def test_looped_parameters_do_not_depend_on_max_loops():
+    counts = {k: sum(p.numel() for p in make(overrides=[f"max_loops={k}"]).parameters()) for k in (1, 4, 16)}
+    assert len(set(counts.values())) == 1, counts
+
+
+@pytest.mark.parametrize("L", [1, 2, 4])
+def test_stacked_has_L_times_the_block_parameters(L):
+    looped = make()
+    stacked = make(("stacked", "debug"), [f"blocks={L}"])
+    assert isinstance(looped, LoopedWorldModel) and isinstance(stacked, StackedWorldModel)
+    assert stacked.block_parameters() == L * looped.block_parameters()
+    # everything outside the depth loop is shared code with the same sizes (minus halting head)
+
+    def outside(m):
+        skip = ("block", "_blocks", "halting")
+        return sum(p.numel() for n, p in m.named_parameters() if not n.startswith(skip))
+
+    assert outside(stacked) == outside(looped)
+
+
+def test_retention_entries_lie_in_open_unit_interval():
+    model = make()
+    a_bar = model.retention()
+    assert a_bar.shape == (model.cfg.token_dim,)
+    assert torch.all(a_bar > 0) and torch.all(a_bar < 1)
+    assert math.isclose(float(a_bar.detach().mean()), math.sqrt(1 / 5), rel_tol=1e-4)  # Parcae init
+
+
+@settings(max_examples=30, deadline=None)
+@given(a_log=st.floats(-8, 3), dt_bias=st.floats(-8, 3))
+def test_retention_stays_contractive_for_any_parameters(a_log, dt_bias):
+    model = make()
+    with torch.no_grad():
+        model.injection.a_log.fill_(a_log)
+        model.injection.dt_bias.fill_(dt_bias)
+    a_bar = model.retention()
+    assert torch.all(a_bar > 0) and torch.all(a_bar < 1)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("kind", ["looped", "stacked"])
+def test_verb_shapes(kind, discrete):
+    model = make((kind, "debug"), discrete=discrete)
+    B, H, D = 7, 4, model.cfg.state_dim
+    z = model.encode(torch.randn(B, O))
+    assert z.shape == (B, D)
+    out = model.step(z, actions_for(model, B))
+    cap = model.cfg.loop_cap
+    assert out.z.shape == (B, D) and out.obs.shape == (B, O)
+    assert out.reward.shape == (B,) and out.cont.shape == (B,)
+    assert out.loops.shape == (B,) and out.loops.dtype == torch.int64
+    assert out.residuals.shape == (B, cap)
+    assert torch.all((out.cont >= 0) & (out.cont <= 1))
+    roll = model.imagine(z, actions_for(model, H, B))
+    assert roll.z.shape == (H, B, D) and roll.obs.shape == (H, B, O)
+    assert roll.reward.shape == (H, B) and roll.loops.shape == (H, B)
+    assert roll.residuals.shape == (H, B, cap)
+
+
+def test_residuals_record_each_loop_and_nan_after_halting():
+    model = make(overrides=["halting.rule=convergence", "halting.tol=1e9", "max_loops=4"])
+    out = model.step(model.encode(torch.randn(5, O)), actions_for(model, 5))
+    assert torch.all(out.loops == 2)  # convergence needs two loops to compare
+    assert torch.allclose(out.residuals[:, 0], torch.ones(5), atol=1e-5)  # h starts at 0
+    assert torch.all(torch.isfinite(out.residuals[:, :2])) and torch.all(torch.isnan(out.residuals[:, 2:]))
+
+
+def test_imagine_feeds_each_step_the_previous_latent():
+    model = make()
+    z0 = model.encode(torch.randn(3, O))
+    acts = actions_for(model, 3, 3)
+    roll = model.imagine(z0, acts)
+    z = z0
+    for t in range(3):
+        out = model.step(z, acts[t])
+        assert torch.allclose(out.z, roll.z[t], atol=1e-6)
+        z = out.z
+
+
+# ----------------------------------------------------------------------------- halting
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rule=st.sampled_from(RULES),
+    max_loops=st.integers(1, 6),
+    override=st.one_of(st.none(), st.integers(1, 9)),
+    tau=st.floats(0.01, 0.99),
+    tol=st.floats(1e-4, 10.0),
+    B=st.integers(1, 17),
+)
+def test_no_rule_exceeds_the_cap(rule, max_loops, override, tau, tol, B):
+    model = make(
+        overrides=[
+            f"halting.rule={rule}",
+            f"max_loops={max_loops}",
+            f"halting.tau={tau}",
+            f"halting.tol={tol}",
+        ]
+    )
+    out = model.step(model.encode(torch.randn(B, O)), actions_for(model, B), max_loops=override)
+    cap = override or max_loops
+    assert torch.all(out.loops >= 1) and torch.all(out.loops <= cap)
+    assert out.residuals.shape == (B, cap)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_dropping_halted_rows_equals_masking(rule):
+    model = make(overrides=[f"halting.rule={rule}", "max_loops=6"])
+    z = model.encode(torch.randn(64, O) * 3)
+    a = actions_for(model, 64)
+    # vary halting so that rows stop at different loops
+    with torch.no_grad():
+        for p in model.halting.parameters():
+            p.add_(torch.randn_like(p))
+        per = model.step(z, a, halting="fixed", keep_loops=True).per_loop
+    changes = (per.delta[1:] - per.delta[:-1]).pow(2).mean(-1).sqrt()  # (K - 1, B)
+    model.halting.cfg = dataclasses.replace(model.halting.cfg, tol=float(changes.median()))
+    dropped = model.step(z, a, drop_halted=True)
+    masked = model.step(z, a, drop_halted=False)
+    assert torch.equal(dropped.loops, masked.loops)
+    if rule != "fixed":
+        assert dropped.loops.unique().numel() > 1, "test needs rows that halt at different loops"
+    for name in ("z", "obs", "reward", "cont"):
+        assert torch.allclose(getattr(dropped, name), getattr(masked, name), atol=1e-5), name
+    assert torch.allclose(dropped.residuals, masked.residuals, atol=1e-5, equal_nan=True)
+
+
+def test_fixed_override_runs_exactly_k_loops_and_k_loops_match_stepwise_unroll():
+    model = make(overrides=["halting.rule=learned"])
+    z = model.encode(torch.randn(4, O))
+    a = actions_for(model, 4)
+    for k in (1, 3):
+        out = model.step(z, a, max_loops=k, halting="fixed")
+        assert torch.all(out.loops == k)
+    # k loops equal the first k loops of a longer run's per-loop predictions
+    long = model.step(z, a, max_loops=4, halting="fixed", keep_loops=True)
+    short = model.step(z, a, max_loops=2, halting="fixed")
+    assert torch.allclose(long.per_loop.delta[1], short.delta, atol=1e-6)
+
+
+def test_act_mean_field_weights_sum_to_one():
+    model = make(overrides=["halting.rule=act", "max_loops=4"])
+    with torch.no_grad():
+        model.halting.head.net[-1].bias.fill_(-2.0)  # small h: most rows reach the cap
+    z = model.encode(torch.randn(8, O))
+    a = actions_for(model, 8)
+    out = model.step(z, a)
+    per = model.step(z, a, halting="fixed", keep_loops=True).per_loop
+    # the mean-field delta lies inside the convex hull of the per-loop deltas
+    lo, hi = per.delta.min(0).values, per.delta.max(0).values
+    assert torch.all(out.delta >= lo - 1e-5) and torch.all(out.delta <= hi + 1e-5)
+
+
+def test_learned_improve_targets():
+    model = make(overrides=["halting.rule=learned", "halting.eps=0.01"])
+    losses = torch.tensor([[1.0, 0.5, 0.49, 0.2], [0.3, 0.3, 0.3, 0.3]])
+    valid = torch.tensor([[True, True, True, True], [True, True, True, False]])
+    feats = torch.zeros(2, 4, model.feature_dim)
+    with torch.no_grad():
+        model.halting.head.net[-1].weight.zero_()
+        model.halting.head.net[-1].bias.fill_(0.0)
+    _, metrics = model.halting.loss(losses, valid, feats)
+    # row 0: loops 1-3 each see a later improvement > eps (3 positives); row 1: none (2 negatives)
+    assert metrics["halting/target_rate"] == pytest.approx(3 / 5)
+
+
+@pytest.mark.parametrize("rule", ["learned", "act"])
+def test_trainable_rules_learn_only_from_detached_losses(rule):
+    model = make(overrides=[f"halting.rule={rule}"])
+    batch = batch_for(model)
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.halting.parameters())
+    halting_only = model.halting.loss
+    model.zero_grad()
+    # the halting loss alone must not reach the world model
+    per = model.step(model.encode(batch.obs[0]), batch.actions[0], halting="fixed", keep_loops=True).per_loop
+    hl, _ = halting_only(per.delta.pow(2).mean(-1).T.detach(), per.valid.T, per.features.transpose(0, 1))
+    hl.backward()
+    assert all(p.grad is None for p in model.block.parameters())
+
+
+def test_ponder_objective_trains():
+    model = make(overrides=["halting.rule=learned", "halting.objective=ponder"])
+    loss, metrics = model.loss(batch_for(model))
+    assert torch.isfinite(loss) and "train/halting_kl" in metrics
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def test_gradients_reach_the_shared_block():
+    model = make()
+    loss, _ = model.loss(batch_for(model))
+    loss.backward()
+    grads = [p.grad for p in model.block.parameters()]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert model.injection.a_log.grad is not None and model.injection.B.grad is not None
+
+
+def test_train_schedule_samples_loops_within_cap():
+    model = make(overrides=["max_loops=5", "mu_rec=3", "mu_bwd=2"])
+    sched = model.train_schedule(2000, torch.Generator().manual_seed(0))
+    assert sched.stop_at.min() >= 1 and sched.stop_at.max() <= 5
+    assert 2.5 < float(sched.stop_at.float().mean()) < 3.3
+    assert torch.all(sched.detach_at == (sched.stop_at - 2).clamp_min(0))
+    stacked = make(("stacked", "debug"), ["blocks=3"])
+    assert torch.all(stacked.train_schedule(10).stop_at == 3)
+
+
+def test_truncated_backprop_cuts_gradient_before_the_window():
+    model = make(overrides=["max_loops=4"])
+    z = model.encode(torch.randn(2, O)).detach()
+    a = actions_for(model, 2)
+    sched = Schedule(stop_at=torch.tensor([4, 4]), detach_at=torch.tensor([3, 3]))
+    e = model._inject_input(z, a)
+    e.retain_grad()
+    out, *_ = model._think(e, 4, model.halting, schedule=sched)
+    out["delta"].sum().backward()
+    full = model._inject_input(z, a)
+    full.retain_grad()
+    out2, *_ = model._think(
+        full, 4, model.halting, schedule=Schedule(torch.tensor([4, 4]), torch.tensor([0, 0]))
+    )
+    out2["delta"].sum().backward()
+    # only the last loop sees e with gradient in the first case: its gradient differs
+    assert not torch.allclose(e.grad, full.grad)
+
+
+def test_loss_and_step_leave_inputs_unmutated():
+    model = make()
+    batch = batch_for(model)
+    copies = {f.name: getattr(batch, f.name).clone() for f in dataclasses.fields(batch)}
+    model.loss(batch)
+    z = model.encode(batch.obs[0])
+    z_copy, a = z.clone(), batch.actions[0].clone()
+    model.step(z, batch.actions[0])
+    model.imagine(z, batch.actions)
+    assert torch.equal(z, z_copy) and torch.equal(batch.actions[0], a)
+    for name, value in copies.items():
+        assert torch.equal(getattr(batch, name), value), name
+
+
+def test_terminated_steps_mask_the_rest_of_the_sequence():
+    batch = SequenceBatch(
+        torch.zeros(4, 2, O),
+        torch.zeros(3, 2, A),
+        torch.zeros(3, 2),
+        torch.tensor([[False, True], [True, False], [False, False]]),
+    )
+    assert batch.alive().tolist() == [[1, 1], [1, 0], [0, 0]]
+
+
+def test_nan_loss_raises_a_clear_error():
+    model = make()
+    batch = batch_for(model)
+    batch.obs[1, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        update(model, make_optimizer(model), batch)
+
+
+def test_optimizer_does_not_decay_the_injection():
+    model = make()
+    opt = make_optimizer(model, weight_decay=0.1)
+    no_decay = {id(p) for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    assert all(id(p) in no_decay for p in model.injection.parameters())
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("make_call", "needle"),
+    [
+        (lambda m: m.encode(torch.randn(3, O + 1)), f"expected (B, {O})"),
+        (lambda m: m.encode(torch.randn(O)), f"expected (B, {O})"),
+        (
+            lambda m: m.step(m.encode(torch.randn(3, O)), torch.randn(3, A + 1)),
+            f"expected a float tensor of shape (3, {A})",
+        ),
+        (
+            lambda m: m.step(m.encode(torch.randn(3, O)), torch.zeros(3, A, dtype=torch.long)),
+            "continuous actions",
+        ),
+        (lambda m: m.step(torch.randn(3, 4), torch.randn(3, A)), "latent has shape"),
+        (
+            lambda m: m.step(m.encode(torch.randn(3, O)), torch.randn(3, A), max_loops=0),
+            "max_loops=0 must be an int >= 1",
+        ),
+        (
+            lambda m: m.step(m.encode(torch.randn(3, O)), torch.randn(3, A), halting="act"),
+            "cannot override",
+        ),
+        (lambda m: m.imagine(m.encode(torch.randn(3, O)), torch.randn(4, 2, A)), "time-major"),
+    ],
+)
+def test_bad_input_is_named(make_call, needle):
+    with pytest.raises(ValueError) as err:
+        make_call(make())
+    assert needle in str(err.value)
+
+
+def test_discrete_model_rejects_wrong_actions():
+    model = make(discrete=True)
+    z = model.encode(torch.randn(3, O))
+    with pytest.raises(ValueError, match="3 discrete actions"):
+        model.step(z, torch.randn(3, 1))
+    with pytest.raises(ValueError, match=r"out of range \[0, 3\)"):
+        model.step(z, torch.tensor([0, 1, 3]))
+
+
+def test_unresolved_or_mismatched_configs_are_rejected():
+    with pytest.raises(ConfigError, match="no observation/action sizes"):
+        build_world_model(load_model_config(["looped"]))
+    cfg = load_model_config(["stacked"], ["halting.rule=learned"]).resolve(obs_dim=2, action_dim=1)
+    with pytest.raises(ConfigError, match="stacked model runs all"):
+        build_world_model(cfg)
+    with pytest.raises(ValueError, match="exceeds the stacked model"):
+        stacked = make(("stacked", "debug"), ["blocks=2"])
+        stacked.step(stacked.encode(torch.randn(1, O)), torch.zeros(1, A), max_loops=3)
+    assert HaltingConfig().rule == "fixed"
