@@ -116,6 +116,10 @@ class WorldModelConfig:
     w_reward: float = 1.0
     w_cont: float = 0.5
     w_consistency: float = 1.0
+    loop_weight_power: float = 1.0
+    """Per-loop supervision weight t**power for loop t. 0 weighs every loop equally; then a
+    shared block served loop 1 as well as the last and extra loops bought nothing
+    (``benchmarks/loops_matter.py``). 1 favours later loops, which then lower the error."""
     rho: float = 0.7
     """Weight rho**k of the k-th step of a training sequence."""
     halting: HaltingConfig = dataclasses.field(default_factory=HaltingConfig)

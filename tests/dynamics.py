@@ -48,10 +48,64 @@ def sample_sequences(
 
 def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-transition normalised next-observation MSE and loops, flattened over (T, E)."""
-    obs = torch.from_numpy(data["obs"][:-1].reshape(-1, 4))
-    nxt = torch.from_numpy(data["obs"][1:].reshape(-1, 4))
-    act = torch.from_numpy(data["actions"].reshape(-1, 2))
+    O, A = data["obs"].shape[-1], data["actions"].shape[-1]
+    obs = torch.from_numpy(data["obs"][:-1].reshape(-1, O))
+    nxt = torch.from_numpy(data["obs"][1:].reshape(-1, O))
+    act = torch.from_numpy(data["actions"].reshape(-1, A))
     with torch.no_grad():
         out = model.step(model.encode(obs), act, **step_kwargs)
         err = (model.normalize_delta(obs, out.obs) - model.normalize_delta(obs, nxt)).pow(2).mean(-1)
     return err, out.loops
+
+
+def pendulum(
+    episodes: int, steps: int, seed: int = 0, substeps: int = 10, dt: float = 0.05
+) -> dict[str, np.ndarray]:
+    """A torque-driven pendulum integrated for ``substeps`` Euler steps per env step, so the
+    map from one observation to the next is a deep composition of a nonlinear function.
+    Observation (cos θ, sin θ, ω / 8); same array layout as :func:`bouncing_ball`."""
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(-np.pi, np.pi, size=episodes)
+    omega = rng.uniform(-4, 4, size=episodes)
+    actions = rng.uniform(-1, 1, size=(steps, episodes, 1))
+
+    def observe(th, om):
+        return np.stack([np.cos(th), np.sin(th), om / 8.0], -1)
+
+    obs = [observe(theta, omega)]
+    for t in range(steps):
+        for _ in range(substeps):
+            omega = np.clip(omega + dt * (-10.0 * np.sin(theta) + 3.0 * actions[t, :, 0]), -8, 8)
+            theta = theta + dt * omega
+        obs.append(observe(theta, omega))
+    obs = np.stack(obs).astype(np.float32)
+    rewards = obs[1:, :, 0].astype(np.float32)
+    hard = np.zeros((steps, episodes), dtype=bool)
+    return {"obs": obs, "actions": actions.astype(np.float32), "rewards": rewards, "hard": hard}
+
+
+def standard_map(
+    episodes: int, steps: int, seed: int = 0, iterations: int = 3, kick: float = 0.8
+) -> dict[str, np.ndarray]:
+    """``iterations`` rounds of the Chirikov standard map per env step, with the action added
+    to the momentum kick. One step's map is a composition that a single shallow block cannot
+    shortcut, so it tests that extra loops add usable depth. Observation (cos x, sin x,
+    cos p, sin p); same array layout as :func:`bouncing_ball`."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-np.pi, np.pi, size=episodes)
+    p = rng.uniform(-np.pi, np.pi, size=episodes)
+    actions = rng.uniform(-1, 1, size=(steps, episodes, 1))
+
+    def observe(x, p):
+        return np.stack([np.cos(x), np.sin(x), np.cos(p), np.sin(p)], -1)
+
+    obs = [observe(x, p)]
+    for t in range(steps):
+        for _ in range(iterations):
+            p = p + kick * np.sin(x) + 0.3 * actions[t, :, 0]
+            x = x + p
+        obs.append(observe(x, p))
+    obs = np.stack(obs).astype(np.float32)
+    rewards = obs[1:, :, 0].astype(np.float32)
+    hard = np.zeros((steps, episodes), dtype=bool)
+    return {"obs": obs, "actions": actions.astype(np.float32), "rewards": rewards, "hard": hard}

@@ -1,0 +1,62 @@
+"""Held-out one-step error of a looped world model at each loop count, over seeds.
+
+Sets the thresholds of ``tests/test_learning.py``: the standard-map data (3 map iterations per
+step) needs depth, so error at ``max_loops`` should sit well below error at 1 loop.
+
+    python benchmarks/loops_matter.py --seeds 0 1 2 --data standard_map
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import dynamics
+from test_learning import fit
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--data", default="standard_map", choices=["standard_map", "bouncing_ball", "pendulum"]
+    )
+    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--max-loops", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="model config overrides")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = getattr(dynamics, args.data)
+    overrides = [
+        f"max_loops={args.max_loops}",
+        "mu_rec=3",
+        f"mu_bwd={args.max_loops}",
+        "halting.rule=fixed",
+        *args.set,
+    ]
+    print(f"# loops_matter: data={args.data} steps={args.steps} threads={args.threads} overrides={overrides}")
+    print("| seed | " + " | ".join(f"K={k}" for k in range(1, args.max_loops + 1)) + " | max/1 |")
+    print("|---" * (args.max_loops + 2) + "|")
+    for seed in args.seeds:
+        model = fit(gen(64, 100, seed=2 * seed), overrides, args.steps, seed=seed, lr=args.lr)
+        test = gen(16, 100, seed=2 * seed + 1)
+        errs = [
+            float(dynamics.one_step_errors(model, test, max_loops=k)[0].mean())
+            for k in range(1, args.max_loops + 1)
+        ]
+        print(
+            f"| {seed} | " + " | ".join(f"{e:.4f}" for e in errs) + f" | {errs[-1] / errs[0]:.2f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Learning tests: a world model fits known dynamics, and extra loops lower its error.
+
+Thresholds come from ``benchmarks/loops_matter.py`` runs (seeds 0-2, see BENCHMARKS.md).
+"""
+
+import numpy as np
+import pytest
+import torch
+from dynamics import bouncing_ball, one_step_errors, sample_sequences, standard_map
+
+from loopwm_rl import build_world_model, load_model_config
+from loopwm_rl.training import make_optimizer, update
+
+TINY = ["latent_dim=32", "token_dim=32", "heads=2", "slots=2", "mlp_ratio=2", "encoder_hidden=64"]
+
+
+def fit(data, overrides, steps, seed=0, batch=128, horizon=1, lr=3e-3):
+    torch.manual_seed(seed)
+    O, A = data["obs"].shape[-1], data["actions"].shape[-1]
+    cfg = load_model_config(["looped"], [*TINY, *overrides]).resolve(obs_dim=O, action_dim=A)
+    model = build_world_model(cfg)
+    obs = torch.from_numpy(data["obs"])
+    model.set_normalization(
+        obs[:-1].reshape(-1, O), obs[1:].reshape(-1, O), torch.from_numpy(data["rewards"]).reshape(-1)
+    )
+    opt = make_optimizer(model, lr=lr)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        update(model, opt, sample_sequences(data, batch, horizon, rng))
+    return model.eval()
+
+
+@pytest.mark.slow
+def test_fits_a_bouncing_ball_and_bounces_are_harder():
+    model = fit(
+        bouncing_ball(64, 100, seed=0), ["max_loops=4", "mu_rec=3", "halting.rule=fixed"], 1000, horizon=2
+    )
+    test = bouncing_ball(16, 100, seed=1)
+    err, loops = one_step_errors(model, test)
+    hard = torch.from_numpy(test["hard"].reshape(-1))
+    # predicting "no change" scores about 1.0 in these normalised units
+    assert float(err.mean()) < 0.2
+    assert float(err[hard].mean()) > 3 * float(err[~hard].mean())
+    assert torch.all(loops == 4)
+
+
+@pytest.mark.slow
+def test_extra_loops_lower_held_out_error():
+    overrides = ["max_loops=4", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"]
+    model = fit(standard_map(64, 100, seed=0), overrides, 1200)
+    test = standard_map(16, 100, seed=1)
+    err1, _ = one_step_errors(model, test, max_loops=1)
+    err_max, _ = one_step_errors(model, test)
+    ratio = float(err_max.mean()) / float(err1.mean())
+    assert ratio < 0.85, f"error at max_loops is {ratio:.2f} of the error at 1 loop"
