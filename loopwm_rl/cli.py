@@ -4,6 +4,7 @@ Examples::
 
     loopwm-rl --version
     loopwm-rl model looped debug --obs-dim 4 --action-dim 2
+    loopwm-rl envs
 """
 
 from __future__ import annotations
@@ -26,6 +27,21 @@ def _cmd_model(args: argparse.Namespace) -> int:
     total = sum(p.numel() for p in model.parameters())
     print(model)
     print(f"parameters: {total}  depth-loop blocks: {model.block_parameters()}  loop cap: {cfg.loop_cap}")
+    return 0
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    """List the suite: ids, spaces and what makes a transition hard."""
+    from .envs import CLASSIC, MUJOCO, describe_suite
+
+    rows = describe_suite()
+    width = max(len(r["id"]) for r in rows)
+    print(f"{'id':<{width}}  {'observation':<12} {'action':<12} hard transition")
+    for r in rows:
+        print(f"{r['id']:<{width}}  {r['observation']:<12} {r['action']:<12} {r['hard']}")
+    print(f"\nstandard tasks: {', '.join(CLASSIC)}")
+    print(f"with the mujoco extra (pip install 'loopwm-rl[mujoco]'): {', '.join(MUJOCO)}")
+    print("imagined: LoopWM/Imagined-v0 (checkpoint=PATH), a trained world model as an environment")
     return 0
 
 
@@ -54,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--action-dim", type=int, default=0)
     group.add_argument("--num-actions", type=int, default=0)
     model.set_defaults(func=_cmd_model)
+
+    envs = sub.add_parser("envs", help="list the environment suite and what makes a transition hard")
+    envs.set_defaults(func=_cmd_envs)
     return parser
 
 

@@ -1,0 +1,44 @@
+"""Fraction of hard transitions in each suite env under a uniformly random policy.
+
+    python benchmarks/env_hard_fraction.py --episodes 50 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from loopwm_rl.envs import SUITE, make_env
+
+
+def hard_fraction(env_id: str, episodes: int, seed: int) -> float:
+    env = make_env(env_id)
+    env.action_space.seed(seed)
+    hard = steps = 0
+    for episode in range(episodes):
+        env.reset(seed=seed * 10_000 + episode)
+        done = False
+        while not done:
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            hard += info["hard"]
+            steps += 1
+            done = terminated or truncated
+    return hard / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=50)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    args = parser.parse_args()
+    print(f"# env_hard_fraction: random policy, {args.episodes} episodes per seed, seeds {args.seeds}")
+    print("| env | hard fraction (mean) | min | max |")
+    print("|---|---|---|---|")
+    for env_id in SUITE:
+        fractions = np.array([hard_fraction(env_id, args.episodes, s) for s in args.seeds])
+        print(f"| {env_id} | {fractions.mean():.3f} | {fractions.min():.3f} | {fractions.max():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
