@@ -1,6 +1,6 @@
 """Fraction of hard transitions in each suite env under a uniformly random policy.
 
-    python benchmarks/env_hard_fraction.py --episodes 50 --seeds 0 1 2
+python benchmarks/env_hard_fraction.py --episodes 50 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-
 from loopwm_rl.envs import SUITE, make_env
 
 
@@ -28,7 +27,9 @@ def hard_fraction(env_id: str, episodes: int, seed: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--episodes", type=int, default=50)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()

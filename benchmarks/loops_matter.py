@@ -34,7 +34,12 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="model config overrides")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    gen = getattr(dynamics, args.data)
+    if args.data == "bouncing_ball":
+
+        def gen(episodes, steps, seed):
+            return dynamics.rollout_env("LoopWM/BouncingBall-v0", episodes, steps, seed)
+    else:
+        gen = getattr(dynamics, args.data)
     overrides = [
         f"max_loops={args.max_loops}",
         "mu_rec=3",
@@ -43,8 +48,12 @@ def main() -> None:
         *args.set,
     ]
     print(f"# loops_matter: data={args.data} steps={args.steps} threads={args.threads} overrides={overrides}")
-    print("| seed | " + " | ".join(f"K={k}" for k in range(1, args.max_loops + 1)) + " | max/1 |")
-    print("|---" * (args.max_loops + 2) + "|")
+    print(
+        "| seed | "
+        + " | ".join(f"K={k}" for k in range(1, args.max_loops + 1))
+        + " | max/1 | hard/easy at max |"
+    )
+    print("|---" * (args.max_loops + 3) + "|")
     for seed in args.seeds:
         model = fit(gen(64, 100, seed=2 * seed), overrides, args.steps, seed=seed, lr=args.lr)
         test = gen(16, 100, seed=2 * seed + 1)

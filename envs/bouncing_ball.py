@@ -54,7 +54,6 @@ class BouncingBallEnv(SuiteEnv):
     * v0: initial version.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     hard_event = "the ball bounces off a wall or the floor within the step"
     v_max = 5.0
     target = np.array([0.5, 0.75])

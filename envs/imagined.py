@@ -69,25 +69,36 @@ class WorldModelEnv(gym.Env):
         if cfg.discrete:
             self.action_space: spaces.Space = spaces.Discrete(cfg.num_actions)
         else:
-            low = np.asarray(self.meta.get("action_low", -1.0), np.float32) * np.ones(cfg.action_dim, np.float32)
-            high = np.asarray(self.meta.get("action_high", 1.0), np.float32) * np.ones(cfg.action_dim, np.float32)
+            low = np.asarray(self.meta.get("action_low", -1.0), np.float32) * np.ones(
+                cfg.action_dim, np.float32
+            )
+            high = np.asarray(self.meta.get("action_high", 1.0), np.float32) * np.ones(
+                cfg.action_dim, np.float32
+            )
             self.action_space = spaces.Box(low, high, dtype=np.float32)
         self._real_env: gym.Env | None = None
-        self._starts = self._initial_pool(initial_observations if initial_observations is not None else self.meta.get("env_id"))
+        self._starts = self._initial_pool(
+            initial_observations if initial_observations is not None else self.meta.get("env_id")
+        )
         self._z: torch.Tensor | None = None
 
     def _initial_pool(self, source) -> np.ndarray | None:
         O = self.model.cfg.obs_dim
         if source is None:
             raise CheckpointError(
-                "WorldModelEnv needs initial_observations (an (N, O) array, a dataset .npz or a Gymnasium id); "
-                "the checkpoint names no env_id"
+                "WorldModelEnv needs initial_observations (an (N, O) array, a dataset .npz or a "
+                "Gymnasium id); the checkpoint names no env_id"
             )
         if isinstance(source, str) and not source.endswith(".npz"):
             self._real_env = gym.make(source)
             shape = self._real_env.observation_space.shape
             if shape != (O,):
                 raise CheckpointError(f"{source} observations have shape {shape}; the model expects ({O},)")
+            if isinstance(self._real_env.action_space, spaces.Discrete) != self.model.cfg.discrete:
+                raise CheckpointError(
+                    f"{source} has action space {self._real_env.action_space}; the model was built for "
+                    f"{self.action_space}"
+                )
             return None
         if isinstance(source, str | Path):
             with np.load(source) as data:
@@ -119,7 +130,11 @@ class WorldModelEnv(gym.Env):
                 raise ValueError(f"action {action!r} is not in {self.action_space}")
             act = torch.tensor([int(action)])
         else:
-            act = np.clip(np.asarray(action, np.float32).reshape(self.action_space.shape), self.action_space.low, self.action_space.high)
+            act = np.clip(
+                np.asarray(action, np.float32).reshape(self.action_space.shape),
+                self.action_space.low,
+                self.action_space.high,
+            )
             act = torch.as_tensor(act)[None]
         with torch.no_grad():
             out = self.model.step(self._z, act, max_loops=self.max_loops, halting=self.halting)

@@ -67,7 +67,12 @@ class TeleportEnv(SuiteEnv):
         super().__init__(render_mode)
         if not 0.0 <= teleport_prob <= 1.0:
             raise ValueError(f"teleport_prob={teleport_prob} must lie in [0, 1]")
-        self.step_size, self.pad_radius, self.teleport_prob, self.slip = step_size, pad_radius, teleport_prob, slip
+        self.step_size, self.pad_radius, self.teleport_prob, self.slip = (
+            step_size,
+            pad_radius,
+            teleport_prob,
+            slip,
+        )
         self.observation_space = spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
         self.action_space = spaces.Discrete(5)
         self.state = np.zeros(2)

@@ -23,53 +23,55 @@ ZONE_COLORS = [(235, 235, 235), (200, 215, 240), (240, 215, 200), (215, 240, 215
 
 class HiddenZonesEnv(SuiteEnv):
     """
-    ## Description
-    A point mass moves in the square ``[-1, 1]^2`` under a 2-D thrust. The square is cut into
-    ``n_zones`` vertical bands; each band has its own gravity direction or friction. The band
-    boundaries and which dynamics each band has are **redrawn at every reset and are not
-    observed**, so the agent (and a world model) must infer the current zone from motion. A
-    transition is **hard** (``info["hard"] = True``) when the mass crosses into another zone
-    inside the step (the dynamics switch) or runs into the outer wall (more than 0.01 past it in
-free flight). Zone crossings are
-    not predictable from the observation alone.
+        ## Description
+        A point mass moves in the square ``[-1, 1]^2`` under a 2-D thrust. The square is cut into
+        ``n_zones`` vertical bands; each band has its own gravity direction or friction. The band
+        boundaries and which dynamics each band has are **redrawn at every reset and are not
+        observed**, so the agent (and a world model) must infer the current zone from motion. A
+        transition is **hard** (``info["hard"] = True``) when the mass crosses into another zone
+        inside the step (the dynamics switch) or runs into the outer wall (more than 0.01 past it in
+    free flight). Zone crossings are
+        not predictable from the observation alone.
 
-    ## Action Space
-    ``Box(-1, 1, (2,), float32)``: thrust along x and y, scaled by ``thrust``. Actions outside
-    the box are clipped to it; a NaN action raises ``ValueError``.
+        ## Action Space
+        ``Box(-1, 1, (2,), float32)``: thrust along x and y, scaled by ``thrust``. Actions outside
+        the box are clipped to it; a NaN action raises ``ValueError``.
 
-    ## Observation Space
-    ``Box(-v_max, v_max, (6,), float32)`` with ``v_max = 3``: position ``x, y`` (in
-    ``[-1, 1]``), velocity ``vx, vy`` and the goal ``gx, gy`` (in ``[-0.8, 0.8]``).
+        ## Observation Space
+        ``Box(-v_max, v_max, (6,), float32)`` with ``v_max = 3``: position ``x, y`` (in
+        ``[-1, 1]``), velocity ``vx, vy`` and the goal ``gx, gy`` (in ``[-0.8, 0.8]``).
 
-    ## Rewards
-    ``-|p - goal| - 0.01 |a|^2``.
+        ## Rewards
+        ``-|p - goal| - 0.01 |a|^2``.
 
-    ## Starting State
-    Position uniform in ``[-0.8, 0.8]^2``, velocity uniform in ``[-1, 1]^2``, goal uniform in
-    ``[-0.8, 0.8]^2``; ``n_zones - 1`` boundaries uniform in ``[-0.8, 0.8]`` (sorted) and a zone
-    kind per band drawn without two equal neighbours.
+        ## Starting State
+        Position uniform in ``[-0.8, 0.8]^2``, velocity uniform in ``[-1, 1]^2``, goal uniform in
+        ``[-0.8, 0.8]^2``; ``n_zones - 1`` boundaries uniform in ``[-0.8, 0.8]`` (sorted) and a zone
+        kind per band drawn without two equal neighbours.
 
-    ## Episode End
-    No termination. Truncation after 200 steps.
+        ## Episode End
+        No termination. Truncation after 200 steps.
 
-    ## Arguments
-    ``gymnasium.make("LoopWM/HiddenZones-v0", n_zones=4, thrust=3.0, dt=0.05,
-    render_mode=None)``. ``reset(options={"state": [x, y, vx, vy, gx, gy],
-    "boundaries": [...], "kinds": [...]})`` fixes the state and the hidden layout.
+        ## Arguments
+        ``gymnasium.make("LoopWM/HiddenZones-v0", n_zones=4, thrust=3.0, dt=0.05,
+        render_mode=None)``. ``reset(options={"state": [x, y, vx, vy, gx, gy],
+        "boundaries": [...], "kinds": [...]})`` fixes the state and the hidden layout.
 
-    ## Hard transitions
-    About 13 % of steps under a uniformly random policy
-    (``python benchmarks/env_hard_fraction.py``).
+        ## Hard transitions
+        About 13 % of steps under a uniformly random policy
+        (``python benchmarks/env_hard_fraction.py``).
 
-    ## Version History
-    * v0: initial version.
+        ## Version History
+        * v0: initial version.
     """
 
     hard_event = "the mass crosses a hidden zone boundary (the dynamics switch) or runs into the wall"
     v_max = 3.0
     canvas_box = (-1.0, 1.0)
 
-    def __init__(self, n_zones: int = 4, thrust: float = 3.0, dt: float = 0.05, render_mode: str | None = None):
+    def __init__(
+        self, n_zones: int = 4, thrust: float = 3.0, dt: float = 0.05, render_mode: str | None = None
+    ):
         super().__init__(render_mode)
         if not 2 <= n_zones <= 8:
             raise ValueError(f"n_zones={n_zones} must lie in [2, 8]")
@@ -90,7 +92,11 @@ free flight). Zone crossings are
             self.boundaries = np.sort(rng.uniform(-0.8, 0.8, self.n_zones - 1))
         if "kinds" in options:
             self.kinds = np.asarray(options["kinds"], dtype=np.int64)
-            if self.kinds.shape != (self.n_zones,) or self.kinds.min() < 0 or self.kinds.max() >= len(ZONE_KINDS):
+            if (
+                self.kinds.shape != (self.n_zones,)
+                or self.kinds.min() < 0
+                or self.kinds.max() >= len(ZONE_KINDS)
+            ):
                 raise ValueError(f"options['kinds'] must hold {self.n_zones} ints in [0, {len(ZONE_KINDS)})")
         else:
             kinds = [int(rng.integers(len(ZONE_KINDS)))]

@@ -1,5 +1,5 @@
-"""Known dynamics for world-model tests: a thrust-driven ball that bounces off the walls of
-the unit box. A bounce inside the step is the ``hard`` label."""
+"""Datasets for world-model tests and benchmarks, time-major: suite-env rollouts and known
+dynamics that need depth."""
 
 from __future__ import annotations
 
@@ -9,27 +9,37 @@ import torch
 from loopwm_rl.batch import SequenceBatch
 
 
-def bouncing_ball(episodes: int, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """Time-major arrays: obs (T + 1, E, 4), actions (T, E, 2), rewards (T, E), hard (T, E)."""
-    rng = np.random.default_rng(seed)
-    dt, gravity, thrust, restitution = 0.05, 2.0, 6.0, 0.8
-    pos = rng.uniform(0.1, 0.9, size=(episodes, 2))
-    vel = rng.uniform(-2.5, 2.5, size=(episodes, 2))
-    obs = [np.concatenate([pos, vel], -1)]
-    actions = rng.uniform(-1, 1, size=(steps, episodes, 2))
-    hard = np.zeros((steps, episodes), dtype=bool)
-    for t in range(steps):
-        vel = vel + dt * (thrust * actions[t] + np.array([0.0, -gravity]))
-        pos = pos + dt * vel
-        low, high = pos < 0, pos > 1
-        bounced = low | high
-        pos = np.where(low, -pos, np.where(high, 2 - pos, pos))
-        vel = np.where(bounced, -restitution * vel, vel)
-        hard[t] = bounced.any(-1)
-        obs.append(np.concatenate([pos, vel], -1))
-    obs = np.stack(obs).astype(np.float32)
-    rewards = -np.linalg.norm(obs[1:, :, :2] - 0.5, axis=-1).astype(np.float32)
-    return {"obs": obs, "actions": actions.astype(np.float32), "rewards": rewards, "hard": hard}
+def rollout_env(env_id: str, episodes: int, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random-policy rollouts of a suite env in the time-major layout of this module: obs
+    (T + 1, E, O), actions (T, E, A), rewards (T, E), hard (T, E). Episodes must not end
+    before ``steps`` (suite envs without termination)."""
+    from loopwm_rl.envs import make_env
+
+    env = make_env(env_id, max_episode_steps=steps + 1)
+    env.action_space.seed(seed)
+    obs, actions, rewards, hard = [], [], [], []
+    for episode in range(episodes):
+        o, _ = env.reset(seed=seed * 100_000 + episode)
+        ep_obs, ep_act, ep_rew, ep_hard = [o], [], [], []
+        for _ in range(steps):
+            a = env.action_space.sample()
+            o, r, terminated, _, info = env.step(a)
+            assert not terminated, "rollout_env needs envs without termination"
+            ep_obs.append(o)
+            ep_act.append(a)
+            ep_rew.append(r)
+            ep_hard.append(info["hard"])
+        obs.append(ep_obs)
+        actions.append(ep_act)
+        rewards.append(ep_rew)
+        hard.append(ep_hard)
+    swap = lambda x, dtype: np.asarray(x, dtype=dtype).swapaxes(0, 1)  # noqa: E731
+    return {
+        "obs": swap(obs, np.float32),
+        "actions": swap(actions, np.float32),
+        "rewards": swap(rewards, np.float32),
+        "hard": swap(hard, bool),
+    }
 
 
 def sample_sequences(
@@ -63,7 +73,7 @@ def pendulum(
 ) -> dict[str, np.ndarray]:
     """A torque-driven pendulum integrated for ``substeps`` Euler steps per env step, so the
     map from one observation to the next is a deep composition of a nonlinear function.
-    Observation (cos θ, sin θ, ω / 8); same array layout as :func:`bouncing_ball`."""
+    Observation (cos θ, sin θ, ω / 8); same array layout as :func:`rollout_env`."""
     rng = np.random.default_rng(seed)
     theta = rng.uniform(-np.pi, np.pi, size=episodes)
     omega = rng.uniform(-4, 4, size=episodes)
@@ -90,7 +100,7 @@ def standard_map(
     """``iterations`` rounds of the Chirikov standard map per env step, with the action added
     to the momentum kick. One step's map is a composition that a single shallow block cannot
     shortcut, so it tests that extra loops add usable depth. Observation (cos x, sin x,
-    cos p, sin p); same array layout as :func:`bouncing_ball`."""
+    cos p, sin p); same array layout as :func:`rollout_env`."""
     rng = np.random.default_rng(seed)
     x = rng.uniform(-np.pi, np.pi, size=episodes)
     p = rng.uniform(-np.pi, np.pi, size=episodes)

@@ -6,7 +6,7 @@ Thresholds come from ``benchmarks/loops_matter.py`` runs (seeds 0-2, see BENCHMA
 import numpy as np
 import pytest
 import torch
-from dynamics import bouncing_ball, one_step_errors, sample_sequences, standard_map
+from dynamics import one_step_errors, rollout_env, sample_sequences, standard_map
 
 from loopwm_rl import build_world_model, load_model_config
 from loopwm_rl.training import make_optimizer, update
@@ -31,14 +31,16 @@ def fit(data, overrides, steps, seed=0, batch=128, horizon=1, lr=3e-3):
 
 
 @pytest.mark.slow
-def test_fits_a_bouncing_ball_and_bounces_are_harder():
-    model = fit(
-        bouncing_ball(64, 100, seed=0), ["max_loops=4", "mu_rec=3", "halting.rule=fixed"], 1000, horizon=2
-    )
-    test = bouncing_ball(16, 100, seed=1)
+def test_fits_the_bouncing_ball_env_and_hard_labels_mean_something():
+    """Random-policy data from a suite env: the model fits it, and its error on transitions
+    labelled hard is far above the error on easy ones."""
+    train = rollout_env("LoopWM/BouncingBall-v0", 64, 100, seed=0)
+    model = fit(train, ["max_loops=4", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"], 700)
+    test = rollout_env("LoopWM/BouncingBall-v0", 16, 100, seed=1)
     err, loops = one_step_errors(model, test)
     hard = torch.from_numpy(test["hard"].reshape(-1))
-    # predicting "no change" scores about 1.0 in these normalised units
+    # predicting "no change" scores about 1.0 in these normalised units; seeds 0-2 gave
+    # 0.10-0.12 and hard/easy ratios of 11-29 (benchmarks/loops_matter.py --data bouncing_ball)
     assert float(err.mean()) < 0.2
     assert float(err[hard].mean()) > 3 * float(err[~hard].mean())
     assert torch.all(loops == 4)
