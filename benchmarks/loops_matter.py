@@ -57,14 +57,12 @@ def main() -> None:
     for seed in args.seeds:
         model = fit(gen(64, 100, seed=2 * seed), overrides, args.steps, seed=seed, lr=args.lr)
         test = gen(16, 100, seed=2 * seed + 1)
-        errs = [
-            float(dynamics.one_step_errors(model, test, max_loops=k)[0].mean())
-            for k in range(1, args.max_loops + 1)
-        ]
-        print(
-            f"| {seed} | " + " | ".join(f"{e:.4f}" for e in errs) + f" | {errs[-1] / errs[0]:.2f} |",
-            flush=True,
-        )
+        per_k = [dynamics.one_step_errors(model, test, max_loops=k)[0] for k in range(1, args.max_loops + 1)]
+        errs = [float(e.mean()) for e in per_k]
+        hard = torch.from_numpy(test["hard"].reshape(-1))
+        ratio = f"{float(per_k[-1][hard].mean()) / float(per_k[-1][~hard].mean()):.1f}" if hard.any() else "-"
+        cells = " | ".join(f"{e:.4f}" for e in errs)
+        print(f"| {seed} | {cells} | {errs[-1] / errs[0]:.2f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

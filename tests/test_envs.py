@@ -9,15 +9,15 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from loopwm_rl import build_world_model, load_model_config
+from loopwm_rl.checkpoint import CheckpointError, save_world_model
+from loopwm_rl.cli import main
 from loopwm_rl.envs import SUITE, EnvError, WorldModelEnv, describe_suite, make_env
 from loopwm_rl.envs.billiards import BilliardsEnv
 from loopwm_rl.envs.bouncing_ball import BouncingBallEnv
 from loopwm_rl.envs.teleport import TeleportEnv
 from loopwm_rl.envs.zones import HiddenZonesEnv
-
-from loopwm_rl import build_world_model, load_model_config
-from loopwm_rl.checkpoint import CheckpointError, save_world_model
-from loopwm_rl.cli import main
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -1,0 +1,135 @@
+"""A planning agent: ``act(obs)`` imagines candidate action sequences inside the world model
+and executes the first action of the best."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from .config import PlannerConfig
+from .critic import ActorCritic
+from .objective import Dynamics, ImaginedReturn
+from .trajectory import TrajectoryOptimizer
+
+
+@dataclasses.dataclass
+class PlanStats:
+    """What one ``act`` call imagined."""
+
+    imagined_transitions: int
+    loops_mean: float
+    loops_p95: float
+    latency_s: float
+    plan_value: float
+
+    def as_metrics(self, prefix: str = "plan/") -> dict[str, float]:
+        rate = self.imagined_transitions / max(self.latency_s, 1e-9)
+        return {
+            f"{prefix}imagined_transitions": float(self.imagined_transitions),
+            f"{prefix}loops_mean": self.loops_mean,
+            f"{prefix}loops_p95": self.loops_p95,
+            f"{prefix}latency_ms": 1e3 * self.latency_s,
+            f"{prefix}imagined_per_s": rate,
+            f"{prefix}value": self.plan_value,
+        }
+
+
+class PlanningAgent:
+    """MPPI/CEM (categorical CEM for discrete actions) over a world model, replanning every step.
+
+    Args:
+        model: the world model (or any object with its ``encode``/``imagine`` verbs).
+        action_space: the env's action space; ``Box`` (1-D) or ``Discrete``.
+        cfg: planner settings.
+        critic: optional :class:`ActorCritic` for the terminal value and prior samples.
+        seed: seeds the planner's sampling, so a fixed seed gives fixed actions.
+
+    Example::
+
+        agent = PlanningAgent(model, env.action_space, PlannerConfig(horizon=5), seed=0)
+        agent.reset()
+        action, stats = agent.act(obs)
+    """
+
+    def __init__(
+        self,
+        model: Dynamics,
+        action_space: spaces.Space,
+        cfg: PlannerConfig | None = None,
+        critic: ActorCritic | None = None,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.cfg = cfg or PlannerConfig()
+        self.model, self.action_space, self.critic = model, action_space, critic
+        self.device = torch.device(device)
+        self.trajectory = TrajectoryOptimizer(self.cfg, action_space, self.device)
+        self.objective = ImaginedReturn(
+            model, self.cfg.gamma, critic.value if critic is not None else None, self.cfg.max_loops
+        )
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        obs_shape = getattr(getattr(model, "cfg", None), "obs_dim", None)
+        self._obs_dim = obs_shape
+
+    def reset(self) -> None:
+        """Call at the start of every episode: forgets the warm-start plan."""
+        self.trajectory.reset()
+
+    def _prior(self):
+        if self.critic is None or self.cfg.prior_samples == 0:
+            return None
+
+        def sample() -> torch.Tensor:
+            z = self.objective.z0.expand(self.cfg.prior_samples, -1)
+            # roll the prior through the model so each candidate is a coherent sequence
+            actions = []
+            for _ in range(self.cfg.horizon):
+                a = self.critic.policy(z, generator=self.generator)
+                actions.append(a)
+                z = self.model.step(z, a).z
+            return torch.stack(actions)  # (H, P, A) or (H, P)
+
+        return sample
+
+    @torch.no_grad()
+    def act(self, obs, *, eval: bool = False):
+        """Plan from ``obs`` and return ``(action, PlanStats)``; the action lies in the space."""
+        start = time.perf_counter()
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
+        if obs_t.dim() != 1 or (self._obs_dim is not None and obs_t.shape[0] != self._obs_dim):
+            raise ValueError(f"observation has shape {tuple(obs_t.shape)}, expected ({self._obs_dim},)")
+        self.objective.start(obs_t[None])
+        sol = self.trajectory.plan(self.objective, self.generator, self._prior())
+        action = self._select(sol, eval)
+        loops = (
+            torch.cat([x.flatten() for x in self.objective.loops]).float()
+            if self.objective.loops
+            else torch.zeros(1)
+        )
+        stats = PlanStats(
+            imagined_transitions=int(loops.numel()),
+            loops_mean=float(loops.mean()),
+            loops_p95=float(torch.quantile(loops, 0.95)),
+            latency_s=time.perf_counter() - start,
+            plan_value=float(sol.values.max()),
+        )
+        return action, stats
+
+    def _select(self, sol, eval: bool):
+        cfg, g = self.cfg, self.generator
+        if self.trajectory.discrete:
+            if not eval and torch.rand((), generator=g) < cfg.explore_eps:
+                return int(torch.randint(self.trajectory.n, (), generator=g))
+            probs = sol.mean[0]
+            return int(probs.argmax()) if eval else int(torch.multinomial(probs, 1, generator=g))
+        if eval:
+            a = sol.mean[0]
+        else:
+            k = int(torch.multinomial(sol.weights.nan_to_num(0.0) + 1e-12, 1, generator=g))
+            a = sol.elites[0, k] + cfg.explore_std * torch.randn(sol.mean.shape[1:], generator=g)
+        a = a.clamp(self.trajectory.low, self.trajectory.high)
+        return a.cpu().numpy().astype(self.action_space.dtype)

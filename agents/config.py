@@ -1,0 +1,70 @@
+"""Planner configuration (frozen, validated)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from loopwm_rl.config import ConfigError
+
+METHODS = ("mppi", "cem")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannerConfig:
+    """Settings of the trajectory optimiser (TD-MPC2's MPPI by default)."""
+
+    method: str = "mppi"
+    """``mppi`` (weighted elites, TD-MPC2) or ``cem`` (unweighted elites). Discrete action spaces
+    always use categorical CEM."""
+    horizon: int = 5
+    """Imagined steps H per candidate."""
+    samples: int = 256
+    """Candidates N per iteration (including ``prior_samples``)."""
+    elites: int = 32
+    """Top candidates that update the sampling distribution."""
+    iterations: int = 4
+    temperature: float = 0.5
+    """MPPI inverse temperature tau in the weights exp(tau * (v - v_max))."""
+    min_std: float = 0.05
+    max_std: float = 2.0
+    """Continuous sampling std is clamped to [min_std, max_std]; max_std is the initial std."""
+    momentum: float = 0.1
+    """CEM: weight of the previous mean in the update (0 = replace)."""
+    smoothing: float = 0.1
+    """Categorical CEM: probability floor mixed into each update so no action dies out."""
+    prior_samples: int = 0
+    """Candidates drawn from the policy prior (when the agent has one)."""
+    gamma: float = 0.99
+    """Discount of imagined rewards."""
+    explore_std: float = 0.3
+    """Training: Gaussian noise on the executed action (continuous)."""
+    explore_eps: float = 0.1
+    """Training: probability of a uniformly random action (discrete)."""
+    max_loops: int | None = None
+    """Loop cap of imagined steps (None: the world model's)."""
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"planner.method={self.method!r} is not one of {list(METHODS)}")
+        if self.horizon < 1:
+            raise ConfigError(f"planner.horizon={self.horizon} must be >= 1")
+        if self.iterations < 1:
+            raise ConfigError(f"planner.iterations={self.iterations} must be >= 1")
+        if self.samples < 2:
+            raise ConfigError(f"planner.samples={self.samples} must be >= 2")
+        if not 1 <= self.elites <= self.samples:
+            raise ConfigError(f"planner.elites={self.elites} must lie in [1, samples={self.samples}]")
+        if not 0 <= self.prior_samples < self.samples:
+            raise ConfigError(
+                f"planner.prior_samples={self.prior_samples} must lie in [0, samples={self.samples})"
+            )
+        if not 0 < self.min_std <= self.max_std:
+            raise ConfigError(
+                f"planner.min_std={self.min_std} and max_std={self.max_std} need 0 < min_std <= max_std"
+            )
+        if self.temperature <= 0 or not 0 < self.gamma <= 1:
+            raise ConfigError(
+                f"planner.temperature={self.temperature} must be > 0 and gamma={self.gamma} in (0, 1]"
+            )
+        if self.max_loops is not None and self.max_loops < 1:
+            raise ConfigError(f"planner.max_loops={self.max_loops} must be >= 1")

@@ -1,0 +1,205 @@
+"""Planner and agent contracts, in the style of TorchRL's planner tests."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from known_models import PendulumModel
+
+from loopwm_rl import build_world_model, load_model_config
+from loopwm_rl.agents import ActorCritic, PlannerConfig, PlanningAgent
+from loopwm_rl.agents.optimizers import elite_weights
+from loopwm_rl.config import ConfigError
+from loopwm_rl.envs import make_env
+from loopwm_rl.world_model import Rollout
+
+FAST = PlannerConfig(horizon=3, samples=32, elites=4, iterations=2)
+BOX = gym.spaces.Box(np.array([-1.0, -0.5], np.float32), np.array([1.0, 0.25], np.float32))
+DISCRETE = gym.spaces.Discrete(3)
+
+
+def world_model(space, rule="convergence"):
+    cfg = load_model_config(["looped", "debug"], [f"halting.rule={rule}"])
+    if isinstance(space, gym.spaces.Discrete):
+        cfg = cfg.resolve(obs_dim=4, num_actions=int(space.n))
+    else:
+        cfg = cfg.resolve(obs_dim=4, action_dim=space.shape[0])
+    return build_world_model(cfg).eval()
+
+
+@pytest.mark.parametrize("space", [BOX, DISCRETE], ids=["box", "discrete"])
+@pytest.mark.parametrize("eval_mode", [False, True])
+def test_action_shape_and_bounds(space, eval_mode):
+    agent = PlanningAgent(world_model(space), space, FAST, seed=0)
+    agent.reset()
+    for _ in range(5):
+        action, stats = agent.act(np.random.randn(4).astype(np.float32) * 3, eval=eval_mode)
+        assert space.contains(action), action
+    assert stats.imagined_transitions == FAST.horizon * FAST.samples * FAST.iterations
+    assert 1 <= stats.loops_mean <= 4 and 1 <= stats.loops_p95 <= 4 and stats.latency_s > 0
+
+
+def test_inputs_are_not_mutated():
+    agent = PlanningAgent(world_model(BOX), BOX, FAST, seed=0)
+    obs = np.random.randn(4).astype(np.float32)
+    copy = obs.copy()
+    agent.act(obs)
+    assert np.array_equal(obs, copy)
+
+
+@pytest.mark.parametrize("space", [BOX, DISCRETE], ids=["box", "discrete"])
+def test_deterministic_for_a_fixed_seed(space):
+    model = world_model(space)
+    obs = [np.random.randn(4).astype(np.float32) for _ in range(4)]
+
+    def run(seed):
+        agent = PlanningAgent(model, space, FAST, seed=seed)
+        return [np.asarray(agent.act(o)[0]).tolist() for o in obs]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_warm_start_shifts_the_previous_plan():
+    agent = PlanningAgent(world_model(BOX), BOX, FAST, seed=0)
+    seen = []
+    original = agent.trajectory.optimizer.optimize
+
+    def spy(objective, mean, std, *args, **kwargs):
+        seen.append(mean.clone())
+        return original(objective, mean, std, *args, **kwargs)
+
+    agent.trajectory.optimizer.optimize = spy
+    agent.act(np.zeros(4, np.float32))
+    first_plan = agent.trajectory.prev.clone()
+    agent.act(np.zeros(4, np.float32))
+    assert torch.allclose(seen[1][:-1], first_plan[1:])
+    centre = (torch.as_tensor(BOX.low) + torch.as_tensor(BOX.high)) / 2
+    assert torch.allclose(seen[0], centre.expand(3, -1)) and torch.allclose(seen[1][-1], centre)
+    agent.reset()
+    agent.act(np.zeros(4, np.float32))
+    assert torch.allclose(seen[2], centre.expand(3, -1))
+
+
+def test_planner_config_errors():
+    with pytest.raises(ConfigError, match=r"elites=64 must lie in \[1, samples=32\]"):
+        PlannerConfig(samples=32, elites=64)
+    with pytest.raises(ConfigError, match="horizon=0 must be >= 1"):
+        PlannerConfig(horizon=0)
+    with pytest.raises(ConfigError, match="method='ilqr'"):
+        PlannerConfig(method="ilqr")
+    with pytest.raises(ValueError, match="not supported"):
+        PlanningAgent(world_model(BOX), gym.spaces.MultiDiscrete([2, 2]), FAST)
+
+
+def test_wrong_observation_shape_is_named():
+    agent = PlanningAgent(world_model(BOX), BOX, FAST)
+    with pytest.raises(ValueError, match=r"expected \(4,\)"):
+        agent.act(np.zeros(5, np.float32))
+
+
+def test_elite_weights_are_stable_for_huge_values():
+    w = elite_weights(torch.tensor([1e30, 2e30, -1e30]), 0.5)
+    assert torch.all(torch.isfinite(w)) and float(w.sum()) == pytest.approx(1.0)
+
+
+class NaNAfterStep(PendulumModel):
+    """Rewards turn NaN from imagined step 2 on for every candidate after the first call."""
+
+    calls = 0
+
+    def imagine(self, z0, actions, **kwargs):
+        roll = super().imagine(z0, actions)
+        NaNAfterStep.calls += 1
+        if NaNAfterStep.calls > 2:
+            roll.reward[2:] = float("nan")
+        return roll
+
+
+def test_non_finite_model_values_warn_and_keep_the_previous_plan():
+    NaNAfterStep.calls = 0
+    cfg = PlannerConfig(horizon=4, samples=16, elites=4, iterations=2)
+    agent = PlanningAgent(NaNAfterStep(), make_env("Pendulum-v1").action_space, cfg, seed=0)
+    obs = np.array([1.0, 0.0, 0.0], np.float32)
+    agent.act(obs)
+    plan = agent.trajectory.prev.clone()
+    with pytest.warns(RuntimeWarning, match="first at imagined step 2"):
+        action, _ = agent.act(obs, eval=True)
+    assert np.all(np.isfinite(action))
+    assert np.allclose(action, plan[1].numpy(), atol=1e-6)  # the shifted previous plan
+
+
+class ChooseTwo:
+    """Reward 1 for action 2, 0 otherwise: categorical CEM must find it."""
+
+    def encode(self, obs):
+        return obs
+
+    def imagine(self, z0, actions, **_):
+        H, N = actions.shape
+        reward = (actions == 2).float()
+        z = z0.expand(H, N, -1)
+        return Rollout(
+            z=z,
+            obs=z,
+            reward=reward,
+            cont=torch.ones(H, N),
+            loops=torch.ones(H, N, dtype=torch.long),
+            residuals=torch.zeros(H, N, 1),
+            delta=torch.zeros_like(z),
+        )
+
+
+def test_categorical_cem_finds_the_rewarding_action():
+    agent = PlanningAgent(ChooseTwo(), gym.spaces.Discrete(4), FAST, seed=0)
+    assert all(agent.act(np.zeros(2, np.float32), eval=True)[0] == 2 for _ in range(5))
+
+
+@pytest.mark.parametrize("space", [BOX, DISCRETE], ids=["box", "discrete"])
+def test_terminal_value_and_prior_samples(space):
+    model = world_model(space)
+    discrete = isinstance(space, gym.spaces.Discrete)
+    dim = int(space.n) if discrete else space.shape[0]
+    critic = ActorCritic(model.cfg.state_dim, dim, discrete=discrete, hidden=32)
+    cfg = PlannerConfig(horizon=3, samples=32, elites=4, iterations=2, prior_samples=8)
+    agent = PlanningAgent(model, space, cfg, critic=critic, seed=0)
+    action, stats = agent.act(np.zeros(4, np.float32))
+    assert space.contains(action) and np.isfinite(stats.plan_value)
+
+
+def test_actor_critic_learns_a_constant_value():
+    critic = ActorCritic(3, 1, hidden=32, lr=3e-3)
+    z = torch.randn(64, 3)
+    a = torch.rand(64, 1) * 2 - 1
+    for _ in range(300):
+        metrics = critic.update(z, a, torch.ones(64), torch.zeros(64), z, gamma=0.9)
+    assert metrics["train/q_loss"] < 0.05
+    assert torch.allclose(critic.value(z), torch.ones(64), atol=0.2)
+
+
+@pytest.mark.slow
+def test_planner_swings_up_the_true_pendulum():
+    env = make_env("Pendulum-v1")
+    cfg = PlannerConfig(horizon=20, samples=256, elites=32, iterations=4, max_std=1.0)
+    agent = PlanningAgent(PendulumModel(), env.action_space, cfg, seed=0)
+    returns = []
+    for episode in range(3):
+        obs, _ = env.reset(seed=episode)
+        agent.reset()
+        total, done = 0.0, False
+        while not done:
+            action, _ = agent.act(obs, eval=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += reward
+            done = terminated or truncated
+        returns.append(total)
+    # a random policy scores about -1200 on Pendulum-v1
+    assert np.mean(returns) > -300, returns
+
+
+def test_world_model_planning_under_warnings_is_quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PlanningAgent(world_model(BOX), BOX, FAST).act(np.zeros(4, np.float32))
