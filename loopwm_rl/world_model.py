@@ -365,6 +365,7 @@ class WorldModel(nn.Module):
         loops = torch.full((B,), cap, dtype=torch.long, device=e.device)
         residuals = torch.full((B, cap), math.nan, device=e.device)
         kept: list[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]] = []
+        lazy = isinstance(rule, FixedHalting) and schedule is None and not keep_loops
         for t in range(1, cap + 1):
             if schedule is not None:
                 cut = (schedule.detach_at[idx] == t - 1)[:, None, None]
@@ -372,11 +373,18 @@ class WorldModel(nn.Module):
             h_new = self.block_at(t - 1)(self.injection(h, e[idx]))  # (n, S, d)
             with torch.no_grad():
                 residual = (h_new - h).flatten(1).norm(dim=-1) / (h_new.flatten(1).norm(dim=-1) + 1e-6)
+            if lazy and t < cap:  # nothing can halt before the cap: skip the per-loop readout
+                residuals[:, t - 1] = residual
+                h = h_new
+                continue
             fields = self._readout(h_new)
             change = fields["delta"] - prev_delta
-            features = torch.cat(
-                [fields["z"], change, torch.full_like(change[:, :1], t / self.cfg.max_loops)], -1
-            ).detach()
+            if rule.trainable or keep_loops:
+                features = torch.cat(
+                    [fields["z"], change, torch.full_like(change[:, :1], t / self.cfg.max_loops)], -1
+                ).detach()
+            else:
+                features = change[:, :0]
             readout = LoopReadout(**fields, change=change, features=features)
             halt, emitted = rule.decide(t, cap, readout, state)
             halt = halt | (t >= cap)
