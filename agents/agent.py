@@ -106,9 +106,7 @@ class PlanningAgent:
         sol = self.trajectory.plan(self.objective, self.generator, self._prior())
         action = self._select(sol, eval)
         loops = (
-            torch.cat([x.flatten() for x in self.objective.loops]).float()
-            if self.objective.loops
-            else torch.zeros(1)
+            torch.cat([x.flatten() for x in self.objective.loops]).float() if self.objective.loops else torch.zeros(1)
         )
         stats = PlanStats(
             imagined_transitions=int(loops.numel()),

@@ -55,16 +55,10 @@ class PlannerConfig:
         if not 1 <= self.elites <= self.samples:
             raise ConfigError(f"planner.elites={self.elites} must lie in [1, samples={self.samples}]")
         if not 0 <= self.prior_samples < self.samples:
-            raise ConfigError(
-                f"planner.prior_samples={self.prior_samples} must lie in [0, samples={self.samples})"
-            )
+            raise ConfigError(f"planner.prior_samples={self.prior_samples} must lie in [0, samples={self.samples})")
         if not 0 < self.min_std <= self.max_std:
-            raise ConfigError(
-                f"planner.min_std={self.min_std} and max_std={self.max_std} need 0 < min_std <= max_std"
-            )
+            raise ConfigError(f"planner.min_std={self.min_std} and max_std={self.max_std} need 0 < min_std <= max_std")
         if self.temperature <= 0 or not 0 < self.gamma <= 1:
-            raise ConfigError(
-                f"planner.temperature={self.temperature} must be > 0 and gamma={self.gamma} in (0, 1]"
-            )
+            raise ConfigError(f"planner.temperature={self.temperature} must be > 0 and gamma={self.gamma} in (0, 1]")
         if self.max_loops is not None and self.max_loops < 1:
             raise ConfigError(f"planner.max_loops={self.max_loops} must be >= 1")

@@ -58,9 +58,7 @@ class ActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ acting
 
-    def policy(
-        self, z: torch.Tensor, *, sample: bool = True, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
+    def policy(self, z: torch.Tensor, *, sample: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
         """Actions (N, A) in [-1, 1], or (N,) int64 when discrete."""
         out = self.pi(z)
         if self.discrete:
@@ -77,9 +75,7 @@ class ActorCritic(nn.Module):
         """min over the ensemble, (N,)."""
         nets = self.target_qs if target else self.qs
         if self.discrete:
-            return (
-                torch.stack([net(z).gather(-1, a.long()[:, None]).squeeze(-1) for net in nets]).min(0).values
-            )
+            return torch.stack([net(z).gather(-1, a.long()[:, None]).squeeze(-1) for net in nets]).min(0).values
         za = torch.cat([z, a], -1)
         return torch.stack([net(za).squeeze(-1) for net in nets]).min(0).values
 

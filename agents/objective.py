@@ -32,9 +32,7 @@ class ImaginedReturn:
         max_loops: loop cap of imagined steps.
     """
 
-    def __init__(
-        self, model: Dynamics, gamma: float = 0.99, value=None, max_loops: int | None = None
-    ) -> None:
+    def __init__(self, model: Dynamics, gamma: float = 0.99, value=None, max_loops: int | None = None) -> None:
         self.model, self.gamma, self.value, self.max_loops = model, gamma, value, max_loops
         self.z0: torch.Tensor | None = None
         self.loops: list[torch.Tensor] = []

@@ -16,9 +16,7 @@ class TrajectoryOptimizer:
     std ``max_std``). When every candidate of a plan is non-finite the previous plan is kept.
     """
 
-    def __init__(
-        self, cfg: PlannerConfig, action_space: spaces.Space, device: torch.device | str = "cpu"
-    ) -> None:
+    def __init__(self, cfg: PlannerConfig, action_space: spaces.Space, device: torch.device | str = "cpu") -> None:
         self.cfg, self.device = cfg, torch.device(device)
         if isinstance(action_space, spaces.Discrete):
             self.discrete, self.n = True, int(action_space.n)
@@ -30,9 +28,7 @@ class TrajectoryOptimizer:
             self.optimizer = GaussianOptimizer(cfg, low, high)
             self.low, self.high = low, high
         else:
-            raise ValueError(
-                f"action space {action_space} is not supported: expected Discrete(n) or a 1-D Box"
-            )
+            raise ValueError(f"action space {action_space} is not supported: expected Discrete(n) or a 1-D Box")
         self.prev: torch.Tensor | None = None
 
     def reset(self) -> None:

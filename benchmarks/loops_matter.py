@@ -20,13 +20,9 @@ from test_learning import fit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument(
-        "--data", default="standard_map", choices=["standard_map", "bouncing_ball", "pendulum"]
-    )
+    parser.add_argument("--data", default="standard_map", choices=["standard_map", "bouncing_ball", "pendulum"])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--max-loops", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
@@ -48,11 +44,7 @@ def main() -> None:
         *args.set,
     ]
     print(f"# loops_matter: data={args.data} steps={args.steps} threads={args.threads} overrides={overrides}")
-    print(
-        "| seed | "
-        + " | ".join(f"K={k}" for k in range(1, args.max_loops + 1))
-        + " | max/1 | hard/easy at max |"
-    )
+    print("| seed | " + " | ".join(f"K={k}" for k in range(1, args.max_loops + 1)) + " | max/1 | hard/easy at max |")
     print("|---" * (args.max_loops + 3) + "|")
     for seed in args.seeds:
         model = fit(gen(64, 100, seed=2 * seed), overrides, args.steps, seed=seed, lr=args.lr)

@@ -49,9 +49,7 @@ class StepModule(nn.Module):
 
 class LatentEnv(ModelBasedEnvBase):
     def __init__(self, model):
-        super().__init__(
-            TensorDictModule(StepModule(model), in_keys=["z", "action"], out_keys=["z", "reward"])
-        )
+        super().__init__(TensorDictModule(StepModule(model), in_keys=["z", "action"], out_keys=["z", "reward"]))
         D = model.cfg.state_dim
         self.observation_spec = Composite(z=Unbounded((D,)), shape=())
         self.state_spec = Composite(z=Unbounded((D,)), shape=())
@@ -79,9 +77,7 @@ def matmul_flops_per_s(repeats: int = 20, n: int = 1024) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--samples", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--horizon", type=int, default=5)
@@ -119,9 +115,7 @@ def main() -> None:
     env = LatentEnv(model)
     value = ValueOperator(nn.Linear(cfg.latent_dim + O, 1), in_keys=["z"])
     for N in args.samples:
-        pcfg = PlannerConfig(
-            horizon=args.horizon, samples=N, elites=max(N // 8, 1), iterations=args.iterations
-        )
+        pcfg = PlannerConfig(horizon=args.horizon, samples=N, elites=max(N // 8, 1), iterations=args.iterations)
         agent = PlanningAgent(model, space, pcfg, seed=args.seed)
         obs = np.zeros(O, np.float32)
         ours = median_time(lambda agent=agent, obs=obs: agent.act(obs), args.repeats)

@@ -37,9 +37,7 @@ def timed(repeats: int, fn, *args, **kwargs) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
@@ -56,9 +54,7 @@ def main() -> None:
         load_model_config(["looped"], ["halting.rule=fixed"]).resolve(obs_dim=O, action_dim=A)
     ).eval()
     stacked = {
-        L: build_world_model(
-            load_model_config(["stacked"], [f"blocks={L}"]).resolve(obs_dim=O, action_dim=A)
-        ).eval()
+        L: build_world_model(load_model_config(["stacked"], [f"blocks={L}"]).resolve(obs_dim=O, action_dim=A)).eval()
         for L in (1, 2, 4, 8)
     }
     print(

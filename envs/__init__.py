@@ -17,9 +17,7 @@ for _env_id, _cls in SUITE.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point=f"{_cls.__module__}:{_cls.__name__}", max_episode_steps=200)
 if "LoopWM/Imagined-v0" not in gym.registry:
-    gym.register(
-        id="LoopWM/Imagined-v0", entry_point="loopwm_rl.envs.imagined:WorldModelEnv", max_episode_steps=200
-    )
+    gym.register(id="LoopWM/Imagined-v0", entry_point="loopwm_rl.envs.imagined:WorldModelEnv", max_episode_steps=200)
 
 __all__ = [
     "CLASSIC",

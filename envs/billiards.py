@@ -91,9 +91,7 @@ class BilliardsEnv(SuiteEnv):
         for axis in range(2):
             below, above = pos[:, axis] < lo, pos[:, axis] > hi
             hit = below | above
-            pos[:, axis] = np.where(
-                below, 2 * lo - pos[:, axis], np.where(above, 2 * hi - pos[:, axis], pos[:, axis])
-            )
+            pos[:, axis] = np.where(below, 2 * lo - pos[:, axis], np.where(above, 2 * hi - pos[:, axis], pos[:, axis]))
             vel[:, axis] = np.where(hit, -vel[:, axis], vel[:, axis])
             hard |= bool(hit.any())
         for i in range(self.n):

@@ -44,16 +44,12 @@ def make_env(env_id: str, *, render_mode: str | None = None, **kwargs) -> gym.En
         known = [*SUITE, *CLASSIC, *MUJOCO, *gym.registry]
         close = difflib.get_close_matches(env_id, list(dict.fromkeys(known)), n=3, cutoff=0.5)
         hint = f" Did you mean {close}?" if close else ""
-        raise EnvError(
-            f"unknown environment id {env_id!r}.{hint} The suite: {list(SUITE)}; standard: {list(CLASSIC)}"
-        )
+        raise EnvError(f"unknown environment id {env_id!r}.{hint} The suite: {list(SUITE)}; standard: {list(CLASSIC)}")
     try:
         env = gym.make(env_id, render_mode=render_mode, **kwargs)
     except TypeError as err:
         cls = SUITE.get(env_id)
-        valid = (
-            [p for p in inspect.signature(cls.__init__).parameters if p != "self"] if cls else "see its docs"
-        )
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"] if cls else "see its docs"
         raise EnvError(f"{env_id} got invalid arguments {kwargs}: {err}. Valid arguments: {valid}") from err
     if isinstance(env.action_space, spaces.Box) and not (
         np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)

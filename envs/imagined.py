@@ -69,12 +69,8 @@ class WorldModelEnv(gym.Env):
         if cfg.discrete:
             self.action_space: spaces.Space = spaces.Discrete(cfg.num_actions)
         else:
-            low = np.asarray(self.meta.get("action_low", -1.0), np.float32) * np.ones(
-                cfg.action_dim, np.float32
-            )
-            high = np.asarray(self.meta.get("action_high", 1.0), np.float32) * np.ones(
-                cfg.action_dim, np.float32
-            )
+            low = np.asarray(self.meta.get("action_low", -1.0), np.float32) * np.ones(cfg.action_dim, np.float32)
+            high = np.asarray(self.meta.get("action_high", 1.0), np.float32) * np.ones(cfg.action_dim, np.float32)
             self.action_space = spaces.Box(low, high, dtype=np.float32)
         self._real_env: gym.Env | None = None
         self._starts = self._initial_pool(

@@ -24,9 +24,7 @@ class SuiteEnv(gym.Env):
 
     def __init__(self, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode={render_mode!r}; expected None or one of {self.metadata['render_modes']}"
-            )
+            raise ValueError(f"render_mode={render_mode!r}; expected None or one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
 
     # subclass hooks -------------------------------------------------------------

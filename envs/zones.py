@@ -69,9 +69,7 @@ class HiddenZonesEnv(SuiteEnv):
     v_max = 3.0
     canvas_box = (-1.0, 1.0)
 
-    def __init__(
-        self, n_zones: int = 4, thrust: float = 3.0, dt: float = 0.05, render_mode: str | None = None
-    ):
+    def __init__(self, n_zones: int = 4, thrust: float = 3.0, dt: float = 0.05, render_mode: str | None = None):
         super().__init__(render_mode)
         if not 2 <= n_zones <= 8:
             raise ValueError(f"n_zones={n_zones} must lie in [2, 8]")
@@ -92,11 +90,7 @@ class HiddenZonesEnv(SuiteEnv):
             self.boundaries = np.sort(rng.uniform(-0.8, 0.8, self.n_zones - 1))
         if "kinds" in options:
             self.kinds = np.asarray(options["kinds"], dtype=np.int64)
-            if (
-                self.kinds.shape != (self.n_zones,)
-                or self.kinds.min() < 0
-                or self.kinds.max() >= len(ZONE_KINDS)
-            ):
+            if self.kinds.shape != (self.n_zones,) or self.kinds.min() < 0 or self.kinds.max() >= len(ZONE_KINDS):
                 raise ValueError(f"options['kinds'] must hold {self.n_zones} ints in [0, {len(ZONE_KINDS)})")
         else:
             kinds = [int(rng.integers(len(ZONE_KINDS)))]

@@ -69,9 +69,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-def load_world_model(
-    path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[WorldModel, dict[str, Any]]:
+def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:
     """Rebuild the world model stored in ``path``; returns ``(model, meta)`` in eval mode."""
     payload = read_checkpoint(path)
     try:

@@ -2,9 +2,17 @@
 
 Examples::
 
-    loopwm-rl --version
-    loopwm-rl model looped debug --obs-dim 4 --action-dim 2
+    loopwm-rl train pendulum                      # collect, fit, plan, evaluate
+    loopwm-rl train pendulum debug train.seed=1   # presets compose; key=value overrides last
+    loopwm-rl train --resume runs/Pendulum-v1__pendulum__0__20261128-120000
+    loopwm-rl collect --env LoopWM/BouncingBall-v0 --steps 20000 --out data/ball.npz
+    loopwm-rl fit --data data/ball.npz looped small --out runs/ball-fit
+    loopwm-rl score --run runs/ball-fit --data data/ball.npz --out scores.csv
     loopwm-rl envs
+    loopwm-rl model looped debug --obs-dim 4 --action-dim 2
+
+Bad input (unknown presets or keys, malformed datasets, incompatible or corrupt checkpoints)
+exits with status 2 and a message that names the problem.
 """
 
 from __future__ import annotations
@@ -12,21 +20,117 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
+from .checkpoint import CheckpointError
 from .config import ConfigError, load_model_config
+from .dataset import DatasetError
 
 
-def _cmd_model(args: argparse.Namespace) -> int:
-    """Print a model preset's resolved config and its parameter counts."""
-    from .world_model import build_world_model
+def _split(items: Sequence[str]) -> tuple[list[str], list[str]]:
+    return [i for i in items if "=" not in i], [i for i in items if "=" in i]
 
-    cfg = load_model_config(args.presets or ["looped"], args.overrides)
-    cfg = cfg.resolve(obs_dim=args.obs_dim, action_dim=args.action_dim, num_actions=args.num_actions)
-    model = build_world_model(cfg)
-    total = sum(p.numel() for p in model.parameters())
-    print(model)
-    print(f"parameters: {total}  depth-loop blocks: {model.block_parameters()}  loop cap: {cfg.loop_cap}")
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .runconfig import load_run_config
+    from .trainer import Trainer, new_run_dir, read_run_config, save_config, summary
+
+    presets, overrides = _split(args.items)
+    if args.resume:
+        if presets:
+            raise ConfigError(f"--resume takes overrides only, not presets {presets}")
+        run_dir = Path(args.resume)
+        cfg = read_run_config(run_dir)
+        if overrides:
+            from .config import merge_dicts, parse_overrides, to_dict
+            from .runconfig import RunConfig, from_mapping
+
+            cfg = from_mapping(RunConfig, merge_dicts(to_dict(cfg), parse_overrides(overrides)))
+        trainer = Trainer(cfg, run_dir, progress=not args.quiet)
+        trainer.load()
+        save_config(cfg, run_dir)
+        print(f"resuming {run_dir} at env step {trainer.step} with {len(trainer.replay)} transitions in the buffer")
+    else:
+        cfg = load_run_config(presets, overrides)
+        trainer = Trainer(cfg, Path("."), progress=not args.quiet)  # fails on bad envs before any folder exists
+        run_dir = new_run_dir(cfg)
+        trainer.run_dir = run_dir
+        save_config(cfg, run_dir)
+    metrics = trainer.run()
+    print(summary(trainer.run_dir, metrics))
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from .dataset import collect, save_dataset
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise DatasetError(f"{out} exists; choose another --out or pass --force to replace it")
+    data = collect(args.env, args.steps, seed=args.seed, policy=args.policy, progress=not args.quiet)
+    save_dataset(out, data, overwrite=args.force)
+    hard = f", {data['hard'].mean():.1%} hard" if "hard" in data else ""
+    print(f"wrote {len(data['rewards'])} transitions of {args.env} to {out}{hard}")
+    return 0
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .config import to_dict
+    from .dataset import load_dataset
+    from .offline import fit
+    from .runconfig import WandbConfig
+
+    presets, overrides = _split(args.items)
+    model_cfg = load_model_config(presets or ["looped"], overrides)
+    data = load_dataset(args.data)
+    out = Path(args.out)
+    if (out / "model.pt").exists():
+        raise CheckpointError(f"{out / 'model.pt'} exists; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(
+        yaml.safe_dump(
+            {"model": to_dict(model_cfg), "data": str(args.data), "updates": args.updates, "seed": args.seed}
+        )
+    )
+    metrics = fit(
+        data,
+        model_cfg,
+        out,
+        updates=args.updates,
+        batch=args.batch,
+        horizon=args.horizon,
+        lr=args.lr,
+        seed=args.seed,
+        threads=args.threads,
+        env_id=args.env or "",
+        wandb_cfg=WandbConfig(mode=args.wandb),
+        progress=not args.quiet,
+    )
+    print(
+        f"wrote {out / 'model.pt'}; validation one-step error {metrics.get('fit/val_pred_error', float('nan')):.4f}, "
+        f"mean loops {metrics.get('depth/loops_mean', float('nan')):.2f}"
+    )
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .dataset import load_dataset
+    from .offline import score
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise DatasetError(f"{out} exists; choose another --out or pass --force to replace it")
+    metrics = score(args.run, load_dataset(args.data), out)
+    line = f"wrote {out}: mean loops {metrics['depth/loops_mean']:.2f}, one-step error {metrics['fit/pred_error']:.4f}"
+    if "depth/auroc_hard" in metrics:
+        line += (
+            f", loops hard/easy {metrics.get('depth/loops_hard_mean', float('nan')):.2f}/"
+            f"{metrics.get('depth/loops_easy_mean', float('nan')):.2f}, AUROC {metrics['depth/auroc_hard']:.3f}"
+        )
+    print(line)
     return 0
 
 
@@ -45,10 +149,18 @@ def _cmd_envs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(items: Sequence[str]) -> tuple[list[str], list[str]]:
-    presets = [i for i in items if "=" not in i]
-    overrides = [i for i in items if "=" in i]
-    return presets, overrides
+def _cmd_model(args: argparse.Namespace) -> int:
+    """Print a model preset's resolved config and its parameter counts."""
+    from .world_model import build_world_model
+
+    presets, overrides = _split(args.items)
+    cfg = load_model_config(presets or ["looped"], overrides)
+    sizes = {"num_actions": args.num_actions} if args.num_actions else {"action_dim": args.action_dim or 1}
+    model = build_world_model(cfg.resolve(obs_dim=args.obs_dim, **sizes))
+    total = sum(p.numel() for p in model.parameters())
+    print(model)
+    print(f"parameters: {total}  depth-loop blocks: {model.block_parameters()}  loop cap: {cfg.loop_cap}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,35 +169,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"loopwm-rl {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    items = {"nargs": "*", "metavar": "PRESET|key=value"}
+
+    train = sub.add_parser("train", help="collect, fit the world model, plan, evaluate")
+    train.add_argument("items", help="experiment presets from configs/, then overrides", **items)
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=_cmd_train)
+
+    collect = sub.add_parser("collect", help="write a transition dataset (.npz) from an environment")
+    collect.add_argument("--env", required=True, help="Gymnasium id")
+    collect.add_argument("--steps", type=int, required=True)
+    collect.add_argument("--out", required=True, help="FILE.npz")
+    collect.add_argument("--policy", default="random", choices=["random"])
+    collect.add_argument("--seed", type=int, default=0)
+    collect.add_argument("--force", action="store_true", help="replace an existing --out")
+    collect.add_argument("--quiet", action="store_true")
+    collect.set_defaults(func=_cmd_collect)
+
+    fit = sub.add_parser("fit", help="train a world model offline on a dataset")
+    fit.add_argument("items", help="model presets from configs/model, then overrides", **items)
+    fit.add_argument("--data", required=True, help="FILE.npz")
+    fit.add_argument("--out", required=True, help="RUN_DIR")
+    fit.add_argument("--updates", type=int, default=2000)
+    fit.add_argument("--batch", type=int, default=128)
+    fit.add_argument("--horizon", type=int, default=3)
+    fit.add_argument("--lr", type=float, default=1e-3)
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--threads", type=int, default=2)
+    fit.add_argument("--env", default="", help="record the env id the data came from")
+    fit.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"])
+    fit.add_argument("--quiet", action="store_true")
+    fit.set_defaults(func=_cmd_fit)
+
+    score = sub.add_parser("score", help="per transition: loops, prediction error, hard label (CSV)")
+    score.add_argument("--run", required=True, help="RUN_DIR (or a checkpoint file)")
+    score.add_argument("--data", required=True, help="FILE.npz")
+    score.add_argument("--out", required=True, help="FILE.csv")
+    score.add_argument("--force", action="store_true", help="replace an existing --out")
+    score.set_defaults(func=_cmd_score)
+
+    envs = sub.add_parser("envs", help="list the environment suite and what makes a transition hard")
+    envs.set_defaults(func=_cmd_envs)
 
     model = sub.add_parser("model", help="show a world-model preset: config and parameter counts")
-    model.add_argument(
-        "items",
-        nargs="*",
-        metavar="PRESET|key=value",
-        help="presets from configs/model, then overrides",
-    )
+    model.add_argument("items", help="presets from configs/model, then overrides", **items)
     model.add_argument("--obs-dim", type=int, default=4)
     group = model.add_mutually_exclusive_group()
     group.add_argument("--action-dim", type=int, default=0)
     group.add_argument("--num-actions", type=int, default=0)
     model.set_defaults(func=_cmd_model)
-
-    envs = sub.add_parser("envs", help="list the environment suite and what makes a transition hard")
-    envs.set_defaults(func=_cmd_envs)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if hasattr(args, "items"):
-        args.presets, args.overrides = _split(args.items)
-    if getattr(args, "action_dim", 1) == 0 and getattr(args, "num_actions", 1) == 0:
-        args.action_dim = 1
+    from .envs import EnvError
+    from .training import NonFiniteLossError
+
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
+    except (ConfigError, DatasetError, CheckpointError, EnvError, ValueError, NonFiniteLossError) as err:
         print(f"loopwm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

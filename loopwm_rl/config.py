@@ -131,17 +131,13 @@ class WorldModelConfig:
         if self.blocks < 1:
             raise ConfigError(f"model.blocks={self.blocks} must be >= 1")
         if self.token_dim % self.heads:
-            raise ConfigError(
-                f"model.token_dim={self.token_dim} must be divisible by model.heads={self.heads}"
-            )
+            raise ConfigError(f"model.token_dim={self.token_dim} must be divisible by model.heads={self.heads}")
         if self.mu_bwd < 1 or self.mu_rec <= 0:
             raise ConfigError(f"model.mu_rec={self.mu_rec} and model.mu_bwd={self.mu_bwd} must be > 0")
         if self.action_dim and self.num_actions:
             raise ConfigError("set model.action_dim (continuous) or model.num_actions (discrete), not both")
         if self.halting.min_loops > self.loop_cap:
-            raise ConfigError(
-                f"halting.min_loops={self.halting.min_loops} exceeds the loop cap {self.loop_cap}"
-            )
+            raise ConfigError(f"halting.min_loops={self.halting.min_loops} exceeds the loop cap {self.loop_cap}")
 
     @property
     def loop_cap(self) -> int:
@@ -251,11 +247,11 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_dicts(out[key], value)
         else:
             out[key] = value
     return out
@@ -297,7 +293,8 @@ def read_preset(group: str, name: str) -> dict[str, Any]:
         choices = available_presets(group)
         close = difflib.get_close_matches(name, choices, n=3)
         hint = f" did you mean {close}?" if close else ""
-        raise ConfigError(f"no {group} preset {name!r};{hint} available: {choices}")
+        label = "experiment" if group == "." else group
+        raise ConfigError(f"no {label} preset {name!r};{hint} available: {choices}")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
@@ -311,6 +308,6 @@ def load_model_config(presets: Iterable[str] = (), overrides: Iterable[str] = ()
     """Compose model presets left to right, then apply ``key=value`` overrides."""
     data: dict[str, Any] = {}
     for name in presets:
-        data = _merge(data, read_preset("model", name))
-    data = _merge(data, parse_overrides(overrides))
+        data = merge_dicts(data, read_preset("model", name))
+    data = merge_dicts(data, parse_overrides(overrides))
     return from_mapping(WorldModelConfig, data, prefix="model.")

@@ -46,10 +46,7 @@ def sequence_loss(
             pl.cont_logit, target_cont[k].expand_as(pl.cont_logit), reduction="none"
         )
         per_loop = cfg.w_obs * mse_obs + cfg.w_reward * mse_rew + cfg.w_cont * bce  # (K, B)
-        loop_w = (
-            torch.arange(1, pl.valid.shape[0] + 1, dtype=obs.dtype, device=obs.device)
-            ** cfg.loop_weight_power
-        )
+        loop_w = torch.arange(1, pl.valid.shape[0] + 1, dtype=obs.dtype, device=obs.device) ** cfg.loop_weight_power
         sup = model.supervised(pl.valid, schedule).float() * loop_w[:, None] * step_w[k]  # (K, B)
         wm_terms.append((per_loop * sup).sum() / sup.sum().clamp_min(1.0))
         # the halting rule learns from prediction error only (obs + reward)

@@ -117,14 +117,10 @@ class WorldModel(nn.Module):
         self.state_token = nn.Linear(cfg.state_dim, d)
         self.slot_tokens = nn.Parameter(torch.randn(cfg.slots, d) * 0.02)
         self.pos = nn.Parameter(torch.randn(self.num_tokens, d) * 0.02)
-        self.prelude = nn.ModuleList(
-            TransformerBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.prelude_layers)
-        )
+        self.prelude = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.prelude_layers))
         self.prelude_norm = nn.LayerNorm(d)
         self.injection = StateInjection(d)
-        self.coda = nn.Sequential(
-            nn.LayerNorm(d), nn.Flatten(-2), nn.Linear(self.num_tokens * d, D), nn.LayerNorm(D)
-        )
+        self.coda = nn.Sequential(nn.LayerNorm(d), nn.Flatten(-2), nn.Linear(self.num_tokens * d, D), nn.LayerNorm(D))
         self.delta_head = self._head(D, O)
         self.reward_head = self._head(D, 1)
         self.cont_head = self._head(D, 1)
@@ -139,9 +135,7 @@ class WorldModel(nn.Module):
     def _head(self, D: int, out: int) -> nn.Module:
         if self.cfg.head_hidden <= 0:
             return nn.Linear(D, out)
-        return nn.Sequential(
-            nn.Linear(D, self.cfg.head_hidden), nn.GELU(), nn.Linear(self.cfg.head_hidden, out)
-        )
+        return nn.Sequential(nn.Linear(D, self.cfg.head_hidden), nn.GELU(), nn.Linear(self.cfg.head_hidden, out))
 
     # ------------------------------------------------------------------ subclass hooks
 
@@ -261,9 +255,7 @@ class WorldModel(nn.Module):
     def imagine(self, z0: torch.Tensor, actions: torch.Tensor, **step_kwargs) -> Rollout:
         """Roll the model forward from z0 (B, O + D) under actions (H, B, A) or (H, B)."""
         if actions.dim() < 2 or actions.shape[1] != z0.shape[0]:
-            raise ValueError(
-                f"actions have shape {tuple(actions.shape)}, expected time-major (H, {z0.shape[0]}, ...)"
-            )
+            raise ValueError(f"actions have shape {tuple(actions.shape)}, expected time-major (H, {z0.shape[0]}, ...)")
         z, steps = z0, []
         for action in actions:
             out = self.step(z, action, **step_kwargs)
@@ -471,8 +463,7 @@ class StackedWorldModel(WorldModel):
     def __init__(self, cfg: WorldModelConfig) -> None:
         if cfg.halting.rule != "fixed":
             raise ConfigError(
-                f"halting.rule={cfg.halting.rule!r}: the stacked model runs all {cfg.blocks} blocks; "
-                "expected 'fixed'"
+                f"halting.rule={cfg.halting.rule!r}: the stacked model runs all {cfg.blocks} blocks; expected 'fixed'"
             )
         super().__init__(cfg)
         self.blocks = nn.ModuleList(

@@ -42,9 +42,7 @@ def rollout_env(env_id: str, episodes: int, steps: int, seed: int = 0) -> dict[s
     }
 
 
-def sample_sequences(
-    data: dict[str, np.ndarray], batch: int, horizon: int, rng: np.random.Generator
-) -> SequenceBatch:
+def sample_sequences(data: dict[str, np.ndarray], batch: int, horizon: int, rng: np.random.Generator) -> SequenceBatch:
     """B random windows of H transitions from the time-major arrays."""
     T, E = data["actions"].shape[:2]
     start = rng.integers(0, T - horizon + 1, size=batch)
@@ -68,9 +66,7 @@ def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[
     return err, out.loops
 
 
-def pendulum(
-    episodes: int, steps: int, seed: int = 0, substeps: int = 10, dt: float = 0.05
-) -> dict[str, np.ndarray]:
+def pendulum(episodes: int, steps: int, seed: int = 0, substeps: int = 10, dt: float = 0.05) -> dict[str, np.ndarray]:
     """A torque-driven pendulum integrated for ``substeps`` Euler steps per env step, so the
     map from one observation to the next is a deep composition of a nonlinear function.
     Observation (cos θ, sin θ, ω / 8); same array layout as :func:`rollout_env`."""

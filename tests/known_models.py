@@ -25,10 +25,7 @@ class PendulumModel:
         u = self.max_torque * action[:, 0].clamp(-1, 1)
         angle = torch.remainder(th + torch.pi, 2 * torch.pi) - torch.pi
         reward = -(angle**2 + 0.1 * thdot**2 + 0.001 * u**2)
-        thdot = (
-            thdot
-            + (3 * self.g / (2 * self.length) * torch.sin(th) + 3.0 / (self.m * self.length**2) * u) * self.dt
-        )
+        thdot = thdot + (3 * self.g / (2 * self.length) * torch.sin(th) + 3.0 / (self.m * self.length**2) * u) * self.dt
         thdot = thdot.clamp(-self.max_speed, self.max_speed)
         th = th + thdot * self.dt
         return torch.stack([torch.cos(th), torch.sin(th), thdot], -1), reward

@@ -74,11 +74,7 @@ def test_bouncing_ball_hard_label():
     assert info["hard"]
     # in the middle: free flight, vy = 0 - 0.05 * 2 (gravity)
     obs, *_, info = step_from(env, [0.5, 0.5, 0.3, 0.0], [0.0, 0.0])
-    assert (
-        not info["hard"]
-        and obs[0] == pytest.approx(0.515, abs=1e-5)
-        and obs[3] == pytest.approx(-0.1, abs=1e-5)
-    )
+    assert not info["hard"] and obs[0] == pytest.approx(0.515, abs=1e-5) and obs[3] == pytest.approx(-0.1, abs=1e-5)
 
 
 def test_billiards_hard_label_and_elastic_exchange():
@@ -87,9 +83,7 @@ def test_billiards_hard_label_and_elastic_exchange():
     # cue ball moving right into a resting ball 0.145 away: they touch within the step
     obs, *_, info = step_from(env, [0.4, 0.5, 1.0, 0.0, 0.545, 0.5, 0.0, 0.0, *far], [0.0, 0.0])
     assert info["hard"]
-    assert obs[2] == pytest.approx(0.0, abs=1e-6) and obs[6] == pytest.approx(
-        1.0, abs=1e-6
-    )  # velocities swapped
+    assert obs[2] == pytest.approx(0.0, abs=1e-6) and obs[6] == pytest.approx(1.0, abs=1e-6)  # velocities swapped
     # separated, slow balls in the middle: nothing happens
     _, *_, info = step_from(env, [0.3, 0.5, 0.1, 0.0, 0.7, 0.5, 0.0, 0.1, *far], [0.0, 0.0])
     assert not info["hard"]

@@ -268,9 +268,7 @@ def test_truncated_backprop_cuts_gradient_before_the_window():
     out["delta"].sum().backward()
     full = model._inject_input(z, a)
     full.retain_grad()
-    out2, *_ = model._think(
-        full, 4, model.halting, schedule=Schedule(torch.tensor([4, 4]), torch.tensor([0, 0]))
-    )
+    out2, *_ = model._think(full, 4, model.halting, schedule=Schedule(torch.tensor([4, 4]), torch.tensor([0, 0])))
     out2["delta"].sum().backward()
     # only the last loop sees e with gradient in the first case: its gradient differs
     assert not torch.allclose(e.grad, full.grad)

@@ -1,0 +1,173 @@
+"""Transition datasets (``.npz``, Minari's array names) and the ``collect`` job.
+
+Arrays, transitions in episode order: ``observations (N, O) float32``, ``actions (N, A)
+float32`` or ``(N,) int64``, ``rewards (N,)``, ``next_observations (N, O)``, ``terminations
+(N,) bool``, ``truncations (N,) bool``, optional ``hard (N,) bool``. An episode ends where
+``terminations | truncations``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .batch import SequenceBatch
+
+REQUIRED = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
+
+
+class DatasetError(ValueError):
+    """A dataset file is missing, unreadable or malformed; the message names the array."""
+
+
+def validate(data: dict[str, np.ndarray], where: str = "dataset") -> dict[str, np.ndarray]:
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise DatasetError(f"{where} lacks the arrays {missing}; required: {list(REQUIRED)}")
+    n = len(data["observations"])
+    for key in (*REQUIRED, "hard"):
+        if key in data and len(data[key]) != n:
+            raise DatasetError(f"{where}: '{key}' has {len(data[key])} rows but 'observations' has {n}")
+    if n == 0:
+        raise DatasetError(f"{where} holds no transitions")
+    obs, nxt = data["observations"], data["next_observations"]
+    if obs.ndim != 2 or nxt.shape != obs.shape:
+        raise DatasetError(f"{where}: observations {obs.shape} and next_observations {nxt.shape} must both be (N, O)")
+    for key in ("observations", "next_observations", "rewards"):
+        if not np.all(np.isfinite(data[key])):
+            raise DatasetError(f"{where}: '{key}' holds NaN or inf values")
+    out = {
+        "observations": obs.astype(np.float32),
+        "next_observations": nxt.astype(np.float32),
+        "rewards": data["rewards"].astype(np.float32).reshape(n),
+        "terminations": data["terminations"].astype(bool).reshape(n),
+        "truncations": data["truncations"].astype(bool).reshape(n),
+    }
+    actions = data["actions"]
+    if np.issubdtype(actions.dtype, np.integer) and actions.ndim == 1:
+        out["actions"] = actions.astype(np.int64)
+    elif actions.ndim == 2:
+        out["actions"] = actions.astype(np.float32)
+    else:
+        raise DatasetError(f"{where}: 'actions' must be (N, A) float or (N,) int, got {actions.shape} {actions.dtype}")
+    if "hard" in data:
+        out["hard"] = data["hard"].astype(bool).reshape(n)
+    return out
+
+
+def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"no dataset file at {path}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise DatasetError(f"{path} is not a readable .npz dataset: {err}") from err
+    return validate(data, str(path))
+
+
+def save_dataset(path: str | Path, data: dict[str, np.ndarray], *, overwrite: bool = False) -> Path:
+    """Write atomically; refuses to replace an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise DatasetError(f"{path} exists; choose another --out or pass --force to replace it")
+    data = validate(data, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def episode_index(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per transition: its episode number and its step t within the episode."""
+    ends = data["terminations"] | data["truncations"]
+    episode = np.concatenate([[0], np.cumsum(ends[:-1])]).astype(np.int64)
+    starts = np.concatenate([[0], np.flatnonzero(ends[:-1]) + 1])
+    t = np.arange(len(episode)) - starts[episode]
+    return episode, t
+
+
+def collect(env_id: str, steps: int, *, seed: int = 0, policy: str = "random", progress: bool = True) -> dict:
+    """Run ``policy`` in ``env_id`` for ``steps`` transitions; keeps ``info["hard"]`` if given."""
+    from loopwm_rl.envs import make_env
+
+    if policy != "random":
+        raise DatasetError(f"policy={policy!r}; only 'random' is available for collect")
+    if steps < 1:
+        raise DatasetError(f"--steps {steps} must be >= 1")
+    env = make_env(env_id)
+    env.action_space.seed(seed)
+    rows: dict[str, list] = {k: [] for k in (*REQUIRED, "hard")}
+    has_hard = True
+    obs, _ = env.reset(seed=seed)
+    episode = 0
+    for i in tqdm(range(steps), desc=f"collect {env_id}", disable=not progress, unit="step"):
+        action = env.action_space.sample()
+        nxt, reward, terminated, truncated, info = env.step(action)
+        truncated = truncated or i == steps - 1  # the last episode is cut here
+        for key, value in zip(REQUIRED, (obs, action, reward, nxt, terminated, truncated), strict=True):
+            rows[key].append(value)
+        has_hard = has_hard and "hard" in info
+        rows["hard"].append(bool(info.get("hard", False)))
+        obs = nxt
+        if terminated or truncated:
+            episode += 1
+            obs, _ = env.reset(seed=seed + episode)
+    data = {k: np.asarray(v) for k, v in rows.items() if k != "hard" or has_hard}
+    return validate(data, env_id)
+
+
+def split_episodes(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, val) over transitions, splitting whole episodes."""
+    episode, _ = episode_index(data)
+    n_ep = int(episode.max()) + 1
+    rng = np.random.default_rng(seed)
+    n_val = round(val_fraction * n_ep) if n_ep > 1 else 0
+    val_eps = rng.choice(n_ep, size=min(n_val, n_ep - 1), replace=False)
+    val = np.isin(episode, val_eps)
+    return ~val, val
+
+
+class SequenceSampler:
+    """Random windows of ``horizon`` transitions that stay inside one episode."""
+
+    def __init__(self, data: dict, mask: np.ndarray, horizon: int, device: str | torch.device = "cpu") -> None:
+        episode, _t = episode_index(data)
+        ends = data["terminations"] | data["truncations"]
+        # remaining transitions in the episode from each index, including itself
+        left = np.zeros(len(episode), dtype=np.int64)
+        run = 0
+        for i in range(len(episode) - 1, -1, -1):
+            run = 1 if ends[i] else run + 1
+            left[i] = run
+        valid = np.flatnonzero(mask & (left >= horizon))
+        valid = valid[np.all(mask[valid[:, None] + np.arange(horizon)], axis=1)] if len(valid) else valid
+        if len(valid) == 0:
+            raise DatasetError(f"no episode segment of {horizon} transitions to train on; lower the horizon")
+        self.starts, self.horizon = valid, horizon
+        to = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
+        self.obs, self.next_obs = to(data["observations"]), to(data["next_observations"])
+        self.actions, self.rewards, self.term = (
+            to(data["actions"]),
+            to(data["rewards"]),
+            to(data["terminations"]),
+        )
+
+    def sample(self, batch: int, rng: np.random.Generator) -> SequenceBatch:
+        start = self.starts[rng.integers(len(self.starts), size=batch)]
+        idx = torch.as_tensor(start[None, :] + np.arange(self.horizon)[:, None])  # (H, B)
+        obs = torch.cat([self.obs[idx[:1]], self.next_obs[idx]], 0)  # (H + 1, B, O)
+        return SequenceBatch(obs, self.actions[idx], self.rewards[idx], self.term[idx])

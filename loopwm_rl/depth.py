@@ -1,0 +1,51 @@
+"""Depth statistics: do loops rise on hard transitions?"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for boolean ``labels`` (Mann-Whitney U with
+    average ranks for ties, so a constant score gives exactly 0.5). NaN when a class is empty."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels, dtype=bool).ravel()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average ranks over runs of tied scores
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e + 1) / 2.0
+    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def depth_summary(loops: np.ndarray, hard: np.ndarray | None = None, residuals: np.ndarray | None = None) -> dict:
+    """``depth/*`` metrics of per-transition loop counts (and hard labels, residuals (N, K))."""
+    loops = np.asarray(loops, dtype=np.float64).ravel()
+    out = {
+        "depth/loops_mean": float(loops.mean()),
+        "depth/loops_p95": float(np.percentile(loops, 95)),
+    }
+    if hard is not None:
+        hard = np.asarray(hard, dtype=bool).ravel()
+        if hard.any():
+            out["depth/loops_hard_mean"] = float(loops[hard].mean())
+        if (~hard).any():
+            out["depth/loops_easy_mean"] = float(loops[~hard].mean())
+        out["depth/auroc_hard"] = auroc(loops, hard)
+    if residuals is not None and len(residuals):
+        res = np.asarray(residuals, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # loops no sample reached are all NaN
+            curve = np.nanmean(res, axis=0)
+        for k, value in enumerate(curve, start=1):
+            if np.isfinite(value):
+                out[f"depth/residual_{k}"] = float(value)
+    return out

@@ -1,0 +1,110 @@
+"""One logger: ``metrics.jsonl`` always, wandb alongside (offline unless a key is set).
+
+A run never fails or hangs because wandb cannot reach a server: an online init that fails
+falls back to offline with a warning, and an offline init that fails turns wandb off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+
+def resolve_wandb_mode(mode: str) -> str:
+    """``offline`` becomes ``online`` when WANDB_API_KEY is set; WANDB_MODE=disabled wins."""
+    if os.environ.get("WANDB_MODE") == "disabled" or mode == "disabled":
+        return "disabled"
+    if mode == "offline" and os.environ.get("WANDB_API_KEY"):
+        return "online"
+    return mode
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value
+
+
+class Logger:
+    """Writes metric dicts against ``env_step``.
+
+    Args:
+        run_dir: the run directory; ``metrics.jsonl`` and ``wandb/`` go there.
+        config: the full resolved config, passed to ``wandb.init`` at once (offline runs keep
+            only the initial config).
+        wandb_cfg: a :class:`~loopwm_rl.runconfig.WandbConfig`.
+        run_id: resume this wandb run id.
+    """
+
+    def __init__(self, run_dir: str | Path, config: dict, wandb_cfg, run_id: str | None = None) -> None:
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.run_dir / "metrics.jsonl"
+        self._file = self.path.open("a")
+        self.wandb = None
+        self.run_id = run_id
+        mode = resolve_wandb_mode(wandb_cfg.mode)
+        if mode != "disabled":
+            self.wandb = self._init_wandb(mode, config, wandb_cfg, run_id)
+
+    def _init_wandb(self, mode: str, config: dict, wandb_cfg, run_id: str | None):
+        try:
+            import wandb
+        except ImportError:  # pragma: no cover - wandb is a dependency
+            warnings.warn("wandb is not installed; logging to metrics.jsonl only", stacklevel=3)
+            return None
+        os.environ.setdefault("WANDB_SILENT", "true")
+        kwargs = {
+            "project": wandb_cfg.project,
+            "group": wandb_cfg.group or None,
+            "tags": list(wandb_cfg.tags) or None,
+            "name": wandb_cfg.name or self.run_dir.name,
+            "config": config,
+            "dir": str(self.run_dir),
+            "id": run_id,
+            "resume": "allow" if run_id else None,
+            "settings": wandb.Settings(init_timeout=60, silent=True),
+        }
+        for attempt in (mode, "offline") if mode == "online" else (mode,):
+            try:
+                run = wandb.init(mode=attempt, **kwargs)
+            except Exception as err:  # wandb raises many types for network/auth problems
+                warnings.warn(
+                    f"wandb.init(mode={attempt!r}) failed ({err}); "
+                    + ("falling back to offline" if attempt == "online" else "wandb is off"),
+                    stacklevel=3,
+                )
+                continue
+            run.define_metric("env_step")
+            for prefix in ("train", "eval", "depth", "plan", "fit"):
+                run.define_metric(f"{prefix}/*", step_metric="env_step")
+            run.define_metric("rollout/step")
+            run.define_metric("rollout/*", step_metric="rollout/step")
+            self.run_id = run.id
+            return run
+        return None
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        """Write ``metrics`` at ``env_step = step``; non-scalar values go to wandb only."""
+        scalars = {k: _jsonable(v) for k, v in metrics.items() if isinstance(v, int | float) or hasattr(v, "item")}
+        self._file.write(json.dumps({"env_step": int(step), **scalars}) + "\n")
+        self._file.flush()
+        if self.wandb is not None:
+            self.wandb.log({"env_step": int(step), **metrics})
+
+    def log_record(self, name: str, record: dict[str, Any]) -> None:
+        """Append a structured record (e.g. an episode depth trace) to ``{name}.jsonl``."""
+        with (self.run_dir / f"{name}.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        self._file.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None

@@ -1,0 +1,137 @@
+"""The offline path: fit a world model on a dataset, score each transition's depth."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .checkpoint import CheckpointError, load_world_model, save_world_model
+from .config import WorldModelConfig
+from .dataset import SequenceSampler, episode_index, split_episodes
+from .depth import depth_summary
+from .logger import Logger
+from .training import make_optimizer, update
+from .world_model import WorldModel, build_world_model
+
+
+def dataset_sizes(data: dict) -> dict[str, int]:
+    obs_dim = data["observations"].shape[1]
+    if data["actions"].ndim == 1:
+        return {"obs_dim": obs_dim, "num_actions": int(data["actions"].max()) + 1}
+    return {"obs_dim": obs_dim, "action_dim": data["actions"].shape[1]}
+
+
+@torch.no_grad()
+def one_step(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096):
+    """Loops, normalised one-step error and residuals of the transitions ``idx``."""
+    loops, errors, residuals = [], [], []
+    for start in range(0, len(idx), batch):
+        rows = idx[start : start + batch]
+        obs = torch.as_tensor(data["observations"][rows])
+        nxt = torch.as_tensor(data["next_observations"][rows])
+        act = torch.as_tensor(data["actions"][rows])
+        out = model.step(model.encode(obs), act)
+        err = (model.normalize_delta(obs, out.obs) - model.normalize_delta(obs, nxt)).pow(2).mean(-1)
+        loops.append(out.loops.numpy())
+        errors.append(err.numpy())
+        residuals.append(out.residuals.numpy())
+    return np.concatenate(loops), np.concatenate(errors), np.concatenate(residuals)
+
+
+def fit(
+    data: dict,
+    model_cfg: WorldModelConfig,
+    out_dir: Path,
+    *,
+    updates: int = 2000,
+    batch: int = 128,
+    horizon: int = 3,
+    lr: float = 1e-3,
+    val_fraction: float = 0.1,
+    eval_every: int = 250,
+    seed: int = 0,
+    threads: int = 2,
+    env_id: str = "",
+    wandb_cfg=None,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train a world model on ``data`` with a held-out episode split; writes ``model.pt``."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_world_model(model_cfg.resolve(**dataset_sizes(data)))
+    train_mask, val_mask = split_episodes(data, val_fraction, seed)
+    idx = np.flatnonzero(train_mask)
+    model.set_normalization(
+        torch.as_tensor(data["observations"][idx]),
+        torch.as_tensor(data["next_observations"][idx]),
+        torch.as_tensor(data["rewards"][idx]),
+    )
+    sampler = SequenceSampler(data, train_mask, horizon)
+    optimizer = make_optimizer(model, lr=lr)
+    logger = Logger(out_dir, {"model": model_cfg.__dict__, "updates": updates}, wandb_cfg) if wandb_cfg else None
+    val_idx = np.flatnonzero(val_mask) if val_mask.any() else idx[:2048]
+    metrics: dict[str, float] = {}
+    bar = tqdm(range(1, updates + 1), desc="fit world model", disable=not progress, unit="update")
+    for i in bar:
+        metrics = update(model, optimizer, sampler.sample(batch, rng))
+        if i % eval_every == 0 or i == updates:
+            model.eval()
+            loops, errors, residuals = one_step(model, data, val_idx)
+            model.train()
+            hard = data["hard"][val_idx] if "hard" in data else None
+            metrics = {**metrics, "fit/val_pred_error": float(errors.mean()),
+                       **depth_summary(loops, hard, residuals)}  # fmt: skip
+            bar.set_postfix(val=f"{errors.mean():.4f}", loops=f"{loops.mean():.2f}")
+            if logger:
+                logger.log(metrics, i)
+    if logger:
+        logger.close()
+    meta = {
+        "env_id": env_id,
+        "updates": updates,
+        "val_pred_error": metrics.get("fit/val_pred_error", float("nan")),
+    }
+    if data["actions"].ndim == 2:
+        meta["action_low"] = data["actions"].min(0).tolist()
+        meta["action_high"] = data["actions"].max(0).tolist()
+    save_world_model(out_dir / "model.pt", model.eval(), meta)
+    return metrics
+
+
+def find_checkpoint(run: str | Path) -> Path:
+    """``model.pt`` of a fit run, ``checkpoints/last.pt`` of a training run, or a file."""
+    run = Path(run)
+    if run.is_file():
+        return run
+    for candidate in (run / "model.pt", run / "checkpoints" / "last.pt"):
+        if candidate.is_file():
+            return candidate
+    raise CheckpointError(f"{run} holds no model.pt or checkpoints/last.pt")
+
+
+def score(run: str | Path, data: dict, out: Path) -> dict[str, float]:
+    """Write ``index, episode, t, loops, pred_error, hard`` per transition to ``out`` (CSV)."""
+    model, _ = load_world_model(find_checkpoint(run))
+    sizes = dataset_sizes(data)
+    if sizes["obs_dim"] != model.cfg.obs_dim:
+        raise CheckpointError(
+            f"the dataset has {sizes['obs_dim']}-dim observations; the model expects {model.cfg.obs_dim}"
+        )
+    idx = np.arange(len(data["observations"]))
+    loops, errors, residuals = one_step(model, data, idx)
+    episode, t = episode_index(data)
+    hard = data.get("hard")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["index", "episode", "t", "loops", "pred_error", "hard"])
+        for i in idx:
+            writer.writerow([i, episode[i], t[i], loops[i], f"{errors[i]:.6g}", "" if hard is None else int(hard[i])])
+    tmp.replace(out)
+    return {"fit/pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}
