@@ -81,6 +81,7 @@ class Trainer:
         self.rng = np.random.default_rng(t.seed)
         self.step = self.episode = self.updates = 0
         self._update_credit = 0.0
+        self.wall_s = 0.0  # training wall time, carried across resumes
         self.last_eval: dict[str, float] = {}
         self.wandb_id: str | None = None
 
@@ -97,7 +98,7 @@ class Trainer:
             format=TRAIN_FORMAT,
             run_config=to_dict(self.cfg),
             optimizer=self.optimizer.state_dict(),
-            counters={"step": self.step, "episode": self.episode, "updates": self.updates},
+            counters={"step": self.step, "episode": self.episode, "updates": self.updates, "wall_s": self.wall_s},
             rng={"torch": torch.get_rng_state(), "planner": self.agent.generator.get_state()},
             wandb_id=self.wandb_id or "",
         )
@@ -125,6 +126,7 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path} does not fit this run's config: {err}") from err
         counters = payload["counters"]
         self.step, self.episode, self.updates = counters["step"], counters["episode"], counters["updates"]
+        self.wall_s = float(counters.get("wall_s", 0.0))
         torch.set_rng_state(payload["rng"]["torch"])
         self.agent.generator.set_state(payload["rng"]["planner"])
         self.wandb_id = payload.get("wandb_id") or None
@@ -301,13 +303,15 @@ class Trainer:
                         self.step,
                     )
                 if self.step % t.eval_every == 0 and self.step >= t.seed_steps:
-                    self.logger.log(self.evaluate(), self.step)
+                    wall = self.wall_s + time.perf_counter() - start
+                    self.logger.log({**self.evaluate(), "train/wall_s": wall}, self.step)
                 if self.step % t.checkpoint_every == 0 or self.step == t.total_steps:
                     self.save()
                 bar.update(1)
         finally:
             bar.close()
             self.logger.close()
+            self.wall_s += time.perf_counter() - start
         if not self.last_eval:
             self.logger = Logger(self.run_dir, to_dict(self.cfg), dataclasses.replace(self.cfg.wandb, mode="disabled"))
             self.logger.log(self.evaluate(), self.step)

@@ -1,0 +1,178 @@
+"""CLI smoke tests with the ``debug`` preset: train, resume, collect -> fit -> score."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from loopwm_rl.cli import main
+from loopwm_rl.dataset import load_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def run(*argv) -> int:
+    return main([str(a) for a in argv])
+
+
+def only_run(runs):
+    (run_dir,) = list(runs.iterdir())
+    return run_dir
+
+
+def test_train_then_resume_continues_counters_and_buffer(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert run("train", "pendulum", "debug", f"train.runs_dir={runs}", "--quiet") == 0
+    run_dir = only_run(runs)
+    assert "Pendulum-v1__pendulum+debug__0__" in run_dir.name
+    out = capsys.readouterr().out
+    assert "eval return:" in out and "mean loops per step:" in out
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert cfg["train"]["total_steps"] == 300 and cfg["model"]["token_dim"] == 16
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["env_step"] for r in records) == 300
+    assert any("eval/return_mean" in r and "depth/loops_mean" in r for r in records)
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "buffer").is_dir()
+
+    assert run("train", "--resume", run_dir, "train.total_steps=400", "--quiet") == 0
+    out = capsys.readouterr().out
+    assert "at env step 300 with 300 transitions in the buffer" in out
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["env_step"] for r in records) == 400
+    from loopwm_rl.checkpoint import read_checkpoint
+
+    payload = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert payload["counters"]["step"] == 400
+    from loopwm_rl.replay import SequenceReplay
+
+    replay = SequenceReplay(10_000, 3, 4)
+    replay.load(run_dir / "buffer")
+    assert len(replay) == 400
+
+
+def test_train_discrete_env(tmp_path):
+    assert run("train", "cartpole", "debug", f"train.runs_dir={tmp_path}", "train.total_steps=200", "--quiet") == 0
+
+
+def test_collect_fit_score_on_a_suite_env(tmp_path, capsys):
+    data = tmp_path / "ball.npz"
+    assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 600, "--out", data, "--quiet") == 0
+    ds = load_dataset(data)
+    assert len(ds["observations"]) == 600 and ds["hard"].any()
+    assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "fit", "--updates", 30, "--quiet") == 0
+    scores = tmp_path / "scores.csv"
+    assert run("score", "--run", tmp_path / "fit", "--data", data, "--out", scores) == 0
+    rows = list(csv.DictReader(scores.open()))
+    assert list(rows[0]) == ["index", "episode", "t", "loops", "pred_error", "hard"]
+    assert len(rows) == 600
+    assert all(1 <= int(r["loops"]) <= 4 for r in rows)
+    assert [int(r["t"]) for r in rows[:3]] == [0, 1, 2] and rows[0]["episode"] == "0"
+    assert "AUROC" in capsys.readouterr().out
+
+
+def test_score_works_on_a_dataset_made_elsewhere(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 50
+    obs = rng.normal(size=(n, 4)).astype(np.float32)
+    np.savez(
+        tmp_path / "foreign.npz",
+        observations=obs,
+        actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+        rewards=rng.normal(size=n),
+        next_observations=obs + 0.1,
+        terminations=np.zeros(n, bool),
+        truncations=np.arange(n) % 25 == 24,
+    )
+    assert (
+        run(
+            "fit",
+            "--data",
+            tmp_path / "foreign.npz",
+            "looped",
+            "debug",
+            "--out",
+            tmp_path / "fit",
+            "--updates",
+            5,
+            "--quiet",
+        )
+        == 0
+    )
+    assert run("score", "--run", tmp_path / "fit", "--data", tmp_path / "foreign.npz", "--out", tmp_path / "s.csv") == 0
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert len(rows) == n and rows[25]["episode"] == "1" and rows[25]["t"] == "0" and rows[0]["hard"] == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "nope"], "no experiment preset 'nope'"),
+        (["train", "pendulum", "train.total_step=3"], "did you mean ['total_steps']"),
+        (["train", "pendulum", "model.max_loops=x"], "model.max_loops='x' is not an int"),
+        (["train", "pendulum", "planner.elites=999"], "planner.elites=999"),
+        (["train", "--resume", "/nonexistent/run"], "is not a run directory"),
+        (["score", "--run", "/nonexistent", "--data", "/nonexistent.npz", "--out", "x.csv"], "no dataset file"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(argv, needle, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run(*argv) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_malformed_datasets_and_checkpoints_are_named(tmp_path, capsys):
+    good = {
+        "observations": np.zeros((10, 3), np.float32),
+        "actions": np.zeros((10, 1), np.float32),
+        "rewards": np.zeros(10),
+        "next_observations": np.zeros((10, 3), np.float32),
+        "terminations": np.zeros(10, bool),
+        "truncations": np.zeros(10, bool),
+    }
+    np.savez(tmp_path / "short.npz", **{**good, "rewards": np.zeros(9)})
+    assert run("fit", "--data", tmp_path / "short.npz", "--out", tmp_path / "f") == 2
+    assert "'rewards' has 9 rows but 'observations' has 10" in capsys.readouterr().err
+    (tmp_path / "trunc.npz").write_bytes(b"PK\x03\x04 truncated")
+    assert run("fit", "--data", tmp_path / "trunc.npz", "--out", tmp_path / "f") == 2
+    assert "not a readable .npz" in capsys.readouterr().err
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"\x80\x02garbage")
+    np.savez(tmp_path / "good.npz", **good)
+    assert run("score", "--run", run_dir, "--data", tmp_path / "good.npz", "--out", tmp_path / "s.csv") == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+
+
+def test_nothing_written_is_overwritten(tmp_path, capsys):
+    data = tmp_path / "d.npz"
+    assert run("collect", "--env", "Pendulum-v1", "--steps", 20, "--out", data, "--quiet") == 0
+    before = data.read_bytes()
+    assert run("collect", "--env", "Pendulum-v1", "--steps", 30, "--out", data, "--quiet") == 2
+    assert "exists" in capsys.readouterr().err and data.read_bytes() == before
+    assert (
+        run(
+            "fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "--updates", 2, "--horizon", 2, "--quiet"
+        )
+        == 0
+    )
+    model_bytes = (tmp_path / "f" / "model.pt").read_bytes()
+    assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "--updates", 2, "--quiet") == 2
+    assert (tmp_path / "f" / "model.pt").read_bytes() == model_bytes
+
+
+def test_incompatible_checkpoint_for_dataset(tmp_path, capsys):
+    pend = tmp_path / "p.npz"
+    assert run("collect", "--env", "Pendulum-v1", "--steps", 20, "--out", pend, "--quiet") == 0
+    assert (
+        run(
+            "fit", "--data", pend, "looped", "debug", "--out", tmp_path / "f", "--updates", 2, "--horizon", 2, "--quiet"
+        )
+        == 0
+    )
+    ball = tmp_path / "b.npz"
+    assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 20, "--out", ball, "--quiet") == 0
+    assert run("score", "--run", tmp_path / "f", "--data", ball, "--out", tmp_path / "s.csv") == 2
+    assert "the model expects 3" in capsys.readouterr().err
