@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 THREADS ?= 2
 
-.PHONY: setup test lint bench clean
+.PHONY: setup demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+demo: $(STAMP)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/loopwm-rl train pendulum demo train.threads=$(THREADS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
