@@ -8,6 +8,7 @@ Examples::
     loopwm-rl collect --env LoopWM/BouncingBall-v0 --steps 20000 --out data/ball.npz
     loopwm-rl fit --data data/ball.npz looped small --out runs/ball-fit
     loopwm-rl score --run runs/ball-fit --data data/ball.npz --out scores.csv
+    loopwm-rl report runs/Pendulum-v1__pendulum__0__20261128-120000
     loopwm-rl envs
     loopwm-rl model looped debug --obs-dim 4 --action-dim 2
 
@@ -134,6 +135,14 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    out = write_report(args.run_dir, args.out)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_envs(args: argparse.Namespace) -> int:
     """List the suite: ids, spaces and what makes a transition hard."""
     from .envs import CLASSIC, MUJOCO, describe_suite
@@ -209,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--force", action="store_true", help="replace an existing --out")
     score.set_defaults(func=_cmd_score)
 
+    report = sub.add_parser("report", help="a self-contained HTML dashboard of a run (readable offline)")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--out", help="FILE.html (default: RUN_DIR/report.html)")
+    report.set_defaults(func=_cmd_report)
+
     envs = sub.add_parser("envs", help="list the environment suite and what makes a transition hard")
     envs.set_defaults(func=_cmd_envs)
 
@@ -224,12 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .envs import EnvError
+    from .report import ReportError
     from .training import NonFiniteLossError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # presets and key=value overrides may come after options (`train pendulum --quiet debug`)
+    stray = [r for r in rest if r.startswith("-") or not hasattr(args, "items")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if rest:
+        args.items = [*args.items, *rest]
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, EnvError, ValueError, NonFiniteLossError) as err:
+    except (ConfigError, DatasetError, CheckpointError, EnvError, ReportError, ValueError, NonFiniteLossError) as err:
         print(f"loopwm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

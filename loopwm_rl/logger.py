@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def resolve_wandb_mode(mode: str) -> str:
     """``offline`` becomes ``online`` when WANDB_API_KEY is set; WANDB_MODE=disabled wins."""
@@ -91,12 +93,65 @@ class Logger:
         return None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
-        """Write ``metrics`` at ``env_step = step``; non-scalar values go to wandb only."""
-        scalars = {k: _jsonable(v) for k, v in metrics.items() if isinstance(v, int | float) or hasattr(v, "item")}
-        self._file.write(json.dumps({"env_step": int(step), **scalars}) + "\n")
+        """Write ``metrics`` at ``env_step = step``.
+
+        Scalars and lists go to ``metrics.jsonl``; a ``*_hist`` list of counts per loop
+        (1, 2, ...) becomes a ``wandb.Histogram``.
+        """
+        plain = {
+            k: _jsonable(v) if not isinstance(v, list) else v
+            for k, v in metrics.items()
+            if isinstance(v, int | float | list) or hasattr(v, "item")
+        }
+        self._file.write(json.dumps({"env_step": int(step), **plain}) + "\n")
         self._file.flush()
         if self.wandb is not None:
-            self.wandb.log({"env_step": int(step), **metrics})
+            import wandb
+
+            payload = {"env_step": int(step)}
+            for key, value in metrics.items():
+                if key.endswith("_hist") and isinstance(value, list):
+                    counts = np.asarray(value, dtype=np.float64)
+                    edges = np.arange(len(counts) + 1) + 0.5  # bins centred on loops 1..K
+                    value = wandb.Histogram(np_histogram=(counts, edges))
+                payload[key] = value
+            self.wandb.log(payload)
+
+    def log_depth_trace(self, steps: list[dict[str, Any]], env_step: int, max_loops: int) -> None:
+        """One evaluation episode's depth per step: ``rollouts.jsonl`` always; in wandb,
+        ``rollout/loops`` against ``rollout/step``, a Table and a line plot with hard steps
+        marked."""
+        self.log_record("rollouts", {"env_step": int(env_step), "steps": steps})
+        if self.wandb is None:
+            return
+        import wandb
+
+        for s in steps:
+            self.wandb.log(
+                {
+                    "rollout/step": s["step"],
+                    "rollout/loops": s["loops"],
+                    "rollout/hard": int(s["hard"]),
+                    "rollout/pred_error": s["pred_error"],
+                }
+            )
+        columns = ["step", "loops", "hard", "reward", "pred_error"]
+        table = wandb.Table(columns=columns, data=[[s[c] for c in columns] for s in steps])
+        xs = [s["step"] for s in steps]
+        self.wandb.log(
+            {
+                "env_step": int(env_step),
+                "rollout/depth_table": table,
+                "rollout/loops_plot": wandb.plot.line(table, "step", "loops", title=f"loops per step @ {env_step}"),
+                "rollout/loops_vs_hard": wandb.plot.line_series(
+                    xs=xs,
+                    ys=[[s["loops"] for s in steps], [max_loops if s["hard"] else 0 for s in steps]],
+                    keys=["loops", "hard step"],
+                    title=f"loops per step, hard steps marked @ {env_step}",
+                    xname="step",
+                ),
+            }
+        )
 
     def log_record(self, name: str, record: dict[str, Any]) -> None:
         """Append a structured record (e.g. an episode depth trace) to ``{name}.jsonl``."""

@@ -84,8 +84,7 @@ def fit(
             loops, errors, residuals = one_step(model, data, val_idx)
             model.train()
             hard = data["hard"][val_idx] if "hard" in data else None
-            metrics = {**metrics, "fit/val_pred_error": float(errors.mean()),
-                       **depth_summary(loops, hard, residuals)}  # fmt: skip
+            metrics = {**metrics, "fit/val_pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}
             bar.set_postfix(val=f"{errors.mean():.4f}", loops=f"{loops.mean():.2f}")
             if logger:
                 logger.log(metrics, i)

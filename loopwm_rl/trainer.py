@@ -219,10 +219,12 @@ class Trainer:
             hard += [r["hard"] for r in trace]
             errors += [r["pred_error"] for r in trace]
             if ep == 0:
-                self.logger.log_record("rollouts", {"env_step": self.step, "episode": ep, "steps": trace})
+                self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap)
         self.model.train()
         has_hard = any(hard) or "LoopWM/" in self.cfg.env.id
+        cap = self.model.cfg.loop_cap
         metrics = {
+            "depth/loops_hist": np.bincount(np.array(loops), minlength=cap + 1)[1:].tolist(),
             "eval/return_mean": float(np.mean(returns)),
             "eval/return_std": float(np.std(returns)),
             "eval/pred_error": float(np.mean(errors)),
@@ -312,11 +314,22 @@ class Trainer:
             bar.close()
             self.logger.close()
             self.wall_s += time.perf_counter() - start
+        self._write_report()
         if not self.last_eval:
             self.logger = Logger(self.run_dir, to_dict(self.cfg), dataclasses.replace(self.cfg.wandb, mode="disabled"))
             self.logger.log(self.evaluate(), self.step)
             self.logger.close()
+            self._write_report()
         return self.last_eval
+
+    def _write_report(self) -> None:
+        from .report import ReportError, write_report
+
+        try:
+            self.report_path = write_report(self.run_dir)
+        except ReportError as err:  # a run stopped before its first evaluation has no depth data yet
+            self.report_path = None
+            print(f"no report written: {err}")
 
 
 # ---------------------------------------------------------------------- run directories
@@ -361,4 +374,6 @@ def summary(run_dir: Path, metrics: dict[str, float]) -> str:
             f" (AUROC {fmt('depth/auroc_hard')})"
         )
     lines.append(f"metrics: {run_dir / 'metrics.jsonl'}; checkpoint: {run_dir / 'checkpoints' / 'last.pt'}")
+    if (run_dir / "report.html").is_file():
+        lines.append(f"report: {run_dir / 'report.html'} (open it in a browser; no network needed)")
     return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""wandb logging of depth per step, the jsonl log, and the offline HTML report."""
+
+import json
+import re
+
+import pytest
+
+from loopwm_rl.cli import main
+from loopwm_rl.report import ReportError, render, write_report
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+DEPTH_KEYS = [
+    "depth/loops_mean",
+    "depth/loops_p95",
+    "depth/loops_hist",
+    "depth/loops_hard_mean",
+    "depth/loops_easy_mean",
+    "depth/auroc_hard",
+    "depth/residual_1",
+    "depth/retention_max",
+    "plan/loops_mean",
+    "plan/latency_ms",
+    "plan/imagined_per_s",
+    "eval/return_mean",
+]
+
+
+def train_small(tmp_path, *extra):
+    argv = [
+        "train",
+        "bouncing_ball",
+        "debug",
+        "train.total_steps=200",
+        "train.seed_steps=100",
+        "train.eval_every=200",
+        "train.checkpoint_every=200",
+        f"train.runs_dir={tmp_path}",
+        "--quiet",
+        *extra,
+    ]
+    assert main(argv) == 0
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.delenv("WANDB_MODE", raising=False)
+    mp.delenv("WANDB_API_KEY", raising=False)
+    try:
+        return train_small(tmp_path_factory.mktemp("offline"), "wandb.mode=offline")
+    finally:
+        mp.undo()
+
+
+def test_offline_wandb_run_holds_histogram_table_and_line_plot(offline_run):
+    (wandb_dir,) = (offline_run / "wandb").glob("offline-run-*")
+    data = next(wandb_dir.glob("*.wandb")).read_bytes()
+    for key in (
+        b"depth/loops_hist",
+        b"rollout/depth_table",
+        b"rollout/loops_plot",
+        b"rollout/loops_vs_hard",
+        b"rollout/loops",
+        b"rollout/step",
+        b"depth/auroc_hard",
+    ):
+        assert key in data, key
+    tables = list((wandb_dir / "files" / "media" / "table" / "rollout").glob("depth_table*.table.json"))
+    table = json.loads(tables[0].read_text())
+    assert table["columns"] == ["step", "loops", "hard", "reward", "pred_error"] and len(table["data"]) == 50
+
+
+def test_metrics_jsonl_holds_every_depth_metric(offline_run):
+    records = [json.loads(line) for line in (offline_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if "eval/return_mean" in r]
+    assert evals, "no evaluation was logged"
+    for key in DEPTH_KEYS:
+        assert key in evals[-1], key
+    hist = evals[-1]["depth/loops_hist"]
+    assert len(hist) == 4 and sum(hist) == 50  # one 50-step episode, max_loops 4
+    trace = json.loads((offline_run / "rollouts.jsonl").read_text().splitlines()[-1])
+    assert len(trace["steps"]) == 50 and {"step", "loops", "hard", "reward", "pred_error"} <= set(trace["steps"][0])
+
+
+def test_report_is_self_contained_with_sections_and_data(offline_run):
+    path = offline_run / "report.html"
+    assert path.is_file(), "train writes the report at the end"
+    text = path.read_text()
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), "the report must not reference a URL"
+    assert "<script src" not in text and "<link" not in text
+    for section in (
+        "summary",
+        "depth-per-step",
+        "loop-histogram",
+        "loops-vs-prediction-error",
+        "convergence-curve",
+        "training-curves",
+    ):
+        assert f'id="{section}"' in text, section
+    trace = json.loads((offline_run / "rollouts.jsonl").read_text().splitlines()[-1])["steps"]
+    points = re.search(r'data-name="loops"[^>]*points="([^"]*)"', text).group(1).split()
+    assert len(points) == len(trace)
+    n_hard = sum(s["hard"] for s in trace)
+    assert text.count('class="mark"') == n_hard
+    assert text.count('class="point"') >= len(trace)
+    assert f"<td>{trace[0]['loops']}</td>" in text
+
+
+def test_report_on_bad_directories(tmp_path, capsys):
+    with pytest.raises(ReportError, match="is not a run directory"):
+        render(tmp_path)
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"env_step": 10, "train/return": -5.0}) + "\n")
+    with pytest.raises(ReportError, match="holds no depth data"):
+        write_report(tmp_path)
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds no depth data" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_online_without_a_key_falls_back_to_offline(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc credentials either
+    from loopwm_rl.logger import Logger
+    from loopwm_rl.runconfig import WandbConfig
+
+    with pytest.warns(UserWarning, match="falling back to offline"):
+        logger = Logger(tmp_path / "run", {"a": 1}, WandbConfig(mode="online"))
+    try:
+        assert logger.wandb is not None and logger.wandb.settings.mode == "offline"
+        logger.log({"train/return": 1.0, "depth/loops_hist": [1, 2]}, 5)
+    finally:
+        logger.close()
+    assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["depth/loops_hist"] == [1, 2]
