@@ -117,6 +117,19 @@ class PlanningAgent:
         )
         return action, stats
 
+    @torch.no_grad()
+    def act_prior(self, obs, *, eval: bool = False):
+        """Act with the critic's policy prior alone (no planning): one forward pass."""
+        if self.critic is None:
+            raise ValueError("act_prior needs an ActorCritic; build the agent with critic=...")
+        obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)[None]
+        action = self.critic.policy(self.model.encode(obs_t), sample=not eval, generator=self.generator)[0]
+        if self.trajectory.discrete:
+            return int(action)
+        low, high = self.trajectory.low, self.trajectory.high
+        # the prior acts in [-1, 1]; map it onto the space's box
+        return (low + (action.clamp(-1, 1) + 1) / 2 * (high - low)).cpu().numpy().astype(self.action_space.dtype)
+
     def _select(self, sol, eval: bool):
         cfg, g = self.cfg, self.generator
         if self.trajectory.discrete:

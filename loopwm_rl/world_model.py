@@ -403,7 +403,7 @@ class WorldModel(nn.Module):
             if not bool(running.any()):
                 break
         per_loop = self._assemble(kept, B) if keep_loops else None
-        return final, loops, residuals[:, :cap], per_loop
+        return final, loops, residuals, per_loop
 
     @staticmethod
     def _assemble(kept, B: int) -> PerLoop:

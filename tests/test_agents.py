@@ -169,6 +169,18 @@ def test_terminal_value_and_prior_samples(space):
     assert space.contains(action) and np.isfinite(stats.plan_value)
 
 
+@pytest.mark.parametrize("space", [BOX, DISCRETE], ids=["box", "discrete"])
+def test_policy_prior_acts_fast_inside_the_space(space):
+    model = world_model(space)
+    discrete = isinstance(space, gym.spaces.Discrete)
+    critic = ActorCritic(model.cfg.state_dim, int(space.n) if discrete else space.shape[0], discrete=discrete)
+    agent = PlanningAgent(model, space, FAST, critic=critic, seed=0)
+    for eval_mode in (False, True):
+        assert space.contains(agent.act_prior(np.random.randn(4).astype(np.float32) * 3, eval=eval_mode))
+    with pytest.raises(ValueError, match="needs an ActorCritic"):
+        PlanningAgent(model, space, FAST).act_prior(np.zeros(4, np.float32))
+
+
 def test_actor_critic_learns_a_constant_value():
     critic = ActorCritic(3, 1, hidden=32, lr=3e-3)
     z = torch.randn(64, 3)
