@@ -8,6 +8,7 @@ Examples::
     loopwm-rl collect --env LoopWM/BouncingBall-v0 --steps 20000 --out data/ball.npz
     loopwm-rl fit --data data/ball.npz looped small --out runs/ball-fit
     loopwm-rl score --run runs/ball-fit --data data/ball.npz --out scores.csv
+    loopwm-rl compare looped small --env LoopWM/BouncingBall-v0 --steps 20000 --out runs/compare-ball
     loopwm-rl report runs/Pendulum-v1__pendulum__0__20261128-120000
     loopwm-rl envs
     loopwm-rl model looped debug --obs-dim 4 --action-dim 2
@@ -135,6 +136,29 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .dataset import collect, load_dataset, save_dataset
+    from .report import write_report
+
+    presets, overrides = _split(args.items)
+    cfg = load_model_config(presets or ["looped", "small"], overrides)
+    out = Path(args.out)
+    if (out / "compare.csv").exists():
+        raise CheckpointError(f"{out / 'compare.csv'} exists; choose another --out")
+    if args.data:
+        data = load_dataset(args.data)
+    elif args.env:
+        data = collect(args.env, args.steps, seed=0, progress=not args.quiet)
+        save_dataset(out / "data.npz", data)
+    else:
+        raise DatasetError("compare needs --data FILE.npz or --env ID (with --steps)")
+    compare(data, cfg, out, seeds=args.seeds, updates=args.updates, threads=args.threads, progress=not args.quiet)
+    print((out / "compare.md").read_text())
+    print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and {write_report(out)}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -217,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--out", required=True, help="FILE.csv")
     score.add_argument("--force", action="store_true", help="replace an existing --out")
     score.set_defaults(func=_cmd_score)
+
+    comp = sub.add_parser("compare", help="looped vs stacked world models on the same data and seeds")
+    comp.add_argument("items", help="model presets from configs/model, then overrides", **items)
+    comp.add_argument("--data", help="FILE.npz (or --env to collect one)")
+    comp.add_argument("--env", help="collect --steps random transitions from this env")
+    comp.add_argument("--steps", type=int, default=20_000)
+    comp.add_argument("--out", required=True, help="output folder")
+    comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    comp.add_argument("--updates", type=int, default=2000)
+    comp.add_argument("--threads", type=int, default=2)
+    comp.add_argument("--quiet", action="store_true")
+    comp.set_defaults(func=_cmd_compare)
 
     report = sub.add_parser("report", help="a self-contained HTML dashboard of a run (readable offline)")
     report.add_argument("run_dir", metavar="RUN_DIR")

@@ -135,7 +135,7 @@ def split_episodes(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarr
     episode, _ = episode_index(data)
     n_ep = int(episode.max()) + 1
     rng = np.random.default_rng(seed)
-    n_val = round(val_fraction * n_ep) if n_ep > 1 else 0
+    n_val = max(1, round(val_fraction * n_ep)) if n_ep > 1 and val_fraction > 0 else 0
     val_eps = rng.choice(n_ep, size=min(n_val, n_ep - 1), replace=False)
     val = np.isin(episode, val_eps)
     return ~val, val

@@ -48,14 +48,14 @@ def load_run(run_dir: Path) -> dict:
                 }
                 for r in csv.DictReader(handle)
             ]
+    compare = (run_dir / "compare.md").read_text() if (run_dir / "compare.md").is_file() else ""
     has_depth = rollouts or scores or any(k.startswith("depth/") for m in metrics for k in m)
-    if not has_depth:
+    if not has_depth and not compare:
         raise ReportError(
             f"{run_dir} holds no depth data: no rollouts.jsonl, scores.csv or depth/* metrics "
             "(train until the first evaluation, or run `loopwm-rl score` into this folder)"
         )
     config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (run_dir / "config.yaml").is_file() else {}
-    compare = (run_dir / "compare.md").read_text() if (run_dir / "compare.md").is_file() else ""
     return {"metrics": metrics, "rollouts": rollouts, "scores": scores, "config": config, "compare": compare}
 
 

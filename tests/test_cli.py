@@ -176,3 +176,21 @@ def test_incompatible_checkpoint_for_dataset(tmp_path, capsys):
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 20, "--out", ball, "--quiet") == 0
     assert run("score", "--run", tmp_path / "f", "--data", ball, "--out", tmp_path / "s.csv") == 2
     assert "the model expects 3" in capsys.readouterr().err
+
+
+def test_compare_looped_and_stacked_on_the_same_data(tmp_path, capsys):
+    data = tmp_path / "ball.npz"
+    assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 400, "--out", data, "--quiet") == 0
+    out = tmp_path / "cmp"
+    assert run("compare", "looped", "debug", "--data", data, "--out", out, "--seeds", 0, "--updates", 5, "--quiet") == 0
+    rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert [r["model"] for r in rows] == ["looped", "stacked (param-matched, L=1)", "stacked (compute-matched, L=2)"]
+    looped, param, compute = rows
+    assert looped["block_params"] == param["block_params"] and int(compute["block_params"]) == 2 * int(
+        param["block_params"]
+    )
+    assert float(compute["mflops_per_transition"]) > float(param["mflops_per_transition"])
+    report = (out / "report.html").read_text()
+    assert 'id="looped-vs-stacked"' in report and "compute-matched" in report
+    assert run("compare", "looped", "debug", "--data", data, "--out", out, "--quiet") == 2
+    assert "exists" in capsys.readouterr().err

@@ -1,0 +1,145 @@
+"""Looped vs stacked world models on the same data and seeds.
+
+Three models share encoders, tokens and heads: the looped model of the config, a
+parameter-matched stacked model (one block) and a compute-matched stacked model
+(``round(mu_rec)`` blocks, the looped model's mean training depth). Each is fitted with the
+same data split, updates and seeds; the table reports parameters, FLOPs per transition (counted
+with ``torch.utils.flop_counter`` on held-out data, so adaptive halting counts what it ran),
+held-out one-step error (all / hard / easy), loops and wall time.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from .checkpoint import load_world_model
+from .config import WorldModelConfig, to_dict
+from .dataset import split_episodes
+from .offline import fit, one_step, score
+
+COLUMNS = [
+    "model",
+    "seed",
+    "params",
+    "block_params",
+    "mflops_per_transition",
+    "pred_error",
+    "pred_error_hard",
+    "pred_error_easy",
+    "loops_mean",
+    "fit_s",
+    "step_ms_per_1k",
+]
+
+
+def variants(cfg: WorldModelConfig) -> dict[str, WorldModelConfig]:
+    fixed = dataclasses.replace(cfg.halting, rule="fixed")
+    depth = max(1, round(cfg.mu_rec))
+    return {
+        "looped": dataclasses.replace(cfg, kind="looped"),
+        "stacked (param-matched, L=1)": dataclasses.replace(cfg, kind="stacked", blocks=1, halting=fixed),
+        f"stacked (compute-matched, L={depth})": dataclasses.replace(cfg, kind="stacked", blocks=depth, halting=fixed),
+    }
+
+
+def measure(model, data: dict, idx: np.ndarray) -> dict[str, float]:
+    loops, errors, _ = one_step(model, data, idx)
+    hard = data["hard"][idx] if "hard" in data else np.zeros(len(idx), bool)
+    sample = idx[:1000]
+    obs = torch.as_tensor(data["observations"][sample])
+    act = torch.as_tensor(data["actions"][sample])
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.step(model.encode(obs), act)
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(5):
+            model.step(model.encode(obs), act)
+    step_ms = (time.perf_counter() - start) / 5 * 1e3 * 1000 / len(sample)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "block_params": model.block_parameters(),
+        "mflops_per_transition": counter.get_total_flops() / len(sample) / 1e6,
+        "pred_error": float(errors.mean()),
+        "pred_error_hard": float(errors[hard].mean()) if hard.any() else float("nan"),
+        "pred_error_easy": float(errors[~hard].mean()),
+        "loops_mean": float(loops.mean()),
+        "step_ms_per_1k": step_ms,
+    }
+
+
+def compare(
+    data: dict,
+    cfg: WorldModelConfig,
+    out: Path,
+    *,
+    seeds=(0, 1, 2),
+    updates: int = 2000,
+    batch: int = 128,
+    horizon: int = 3,
+    lr: float = 1e-3,
+    threads: int = 2,
+    progress: bool = True,
+) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump({"model": to_dict(cfg), "seeds": list(seeds), "updates": updates}))
+    rows = []
+    for seed in seeds:
+        _, val = split_episodes(data, 0.1, seed)
+        idx = np.flatnonzero(val)
+        for name, variant in variants(cfg).items():
+            run = out / f"{name.split(' ')[0]}-{variant.blocks if variant.kind == 'stacked' else 'K'}__seed{seed}"
+            start = time.perf_counter()
+            fit(
+                data,
+                variant,
+                run,
+                updates=updates,
+                batch=batch,
+                horizon=horizon,
+                lr=lr,
+                seed=seed,
+                threads=threads,
+                progress=progress,
+            )
+            fit_s = time.perf_counter() - start
+            model, _ = load_world_model(run / "model.pt")
+            rows.append({"model": name, "seed": seed, "fit_s": fit_s, **measure(model, data, idx)})
+    with (out / "compare.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / "compare.md").write_text(markdown(rows))
+    # the looped model's per-transition depth, for the report's depth views
+    score(out / f"looped-K__seed{seeds[0]}", data, out / "scores.csv")
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """Mean (and spread over seeds) per model."""
+    lines = [
+        "| model | params (block) | MFLOP / transition | one-step error | hard | easy | loops | fit s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        group = [r for r in rows if r["model"] == name]
+
+        def stat(key, fmt=".4f", group=group):
+            values = np.array([r[key] for r in group], dtype=float)
+            if len(values) == 1:
+                return f"{values[0]:{fmt}}"
+            return f"{np.nanmean(values):{fmt}} ± {np.nanstd(values):{fmt}}"
+
+        lines.append(
+            f"| {name} | {group[0]['params']} ({group[0]['block_params']}) | {stat('mflops_per_transition', '.3f')}"
+            f" | {stat('pred_error')} | {stat('pred_error_hard')} | {stat('pred_error_easy')}"
+            f" | {stat('loops_mean', '.2f')} | {stat('fit_s', '.0f')} |"
+        )
+    return "\n".join(lines) + f"\n\nseeds: {sorted({r['seed'] for r in rows})}\n"
