@@ -72,8 +72,8 @@ class PlanningAgent:
             model, self.cfg.gamma, critic.value if critic is not None else None, self.cfg.max_loops
         )
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        obs_shape = getattr(getattr(model, "cfg", None), "obs_dim", None)
-        self._obs_dim = obs_shape
+        # known models written with the verbs may have no config; then any 1-D obs is accepted
+        self._obs_dim = getattr(getattr(model, "cfg", None), "obs_dim", None)
 
     def reset(self) -> None:
         """Call at the start of every episode: forgets the warm-start plan."""

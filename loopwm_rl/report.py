@@ -98,6 +98,7 @@ def render(run_dir: str | Path) -> str:
         "max loops": cfg.get("model", {}).get("max_loops", "-"),
         "env steps": metrics[-1]["env_step"] if metrics else "-",
         "eval return": f"{last_eval['eval/return_mean']:.2f}" if "eval/return_mean" in last_eval else "-",
+        "transitions scored": f"{len(loops)} ({'all evaluation traces' if run['rollouts'] else 'scores.csv'})",
         "mean loops": f"{loops.mean():.2f}" if len(loops) else "-",
         "loops hard / easy": (
             f"{loops[hard].mean():.2f} / {loops[~hard].mean():.2f}" if hard.any() and (~hard).any() else "-"
