@@ -23,6 +23,7 @@ distinct blocks run once each. Everything else is shared code.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -214,7 +215,7 @@ class WorldModel(nn.Module):
         action: torch.Tensor,
         *,
         max_loops: int | None = None,
-        halting: str | None = None,
+        halting: str | HaltingConfig | None = None,
         schedule: Schedule | None = None,
         keep_loops: bool = False,
         drop_halted: bool = True,
@@ -223,7 +224,8 @@ class WorldModel(nn.Module):
 
         Args:
             max_loops: cap for this call (test-time depth); defaults to the config's.
-            halting: ``"fixed"`` or ``"convergence"`` to override the trained rule.
+            halting: ``"fixed"`` or ``"convergence"`` to override the trained rule, or a
+                :class:`HaltingConfig` (e.g. new thresholds for the trained rule).
             schedule: training depth per sample (see :meth:`train_schedule`).
             keep_loops: also return every loop's predictions (``StepOut.per_loop``).
             drop_halted: halted samples leave the active set (True) or are masked (False);
@@ -296,9 +298,19 @@ class WorldModel(nn.Module):
             raise ValueError(f"max_loops={max_loops!r} must be an int >= 1")
         return max_loops
 
-    def _rule(self, halting: str | None) -> HaltingRule:
+    def _rule(self, halting: str | HaltingConfig | None) -> HaltingRule:
+        """The configured rule, or an override: a rule name without trained parameters
+        (``fixed``, ``convergence``), or a HaltingConfig (new thresholds for the trained rule)."""
         if halting is None or halting == self.halting.name:
             return self.halting
+        if isinstance(halting, HaltingConfig):
+            if halting.rule == self.halting.name:
+                rule = copy.copy(self.halting)  # shares the trained head, not the thresholds
+                rule.cfg = halting
+                return rule
+            if halting.rule in ("fixed", "convergence"):
+                return make_halting(halting, self.feature_dim)
+            halting = halting.rule
         if halting not in ("fixed", "convergence"):
             raise ValueError(
                 f"halting={halting!r} cannot override the trained rule {self.halting.name!r}; "

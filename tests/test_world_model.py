@@ -366,3 +366,16 @@ def test_unresolved_or_mismatched_configs_are_rejected():
         stacked = make(("stacked", "debug"), ["blocks=2"])
         stacked.step(stacked.encode(torch.randn(1, O)), torch.zeros(1, A), max_loops=3)
     assert HaltingConfig().rule == "fixed"
+
+
+def test_halting_config_override_changes_thresholds_not_the_trained_head():
+    model = make(overrides=["halting.rule=learned", "halting.tau=0.5"])
+    z = model.encode(torch.randn(32, O))
+    a = actions_for(model, 32)
+    never = dataclasses.replace(model.cfg.halting, tau=0.0)  # P(improve) < 0 never holds: run the cap
+    always = dataclasses.replace(model.cfg.halting, tau=1.01)  # always holds: halt at min_loops
+    assert torch.all(model.step(z, a, halting=never).loops == model.cfg.max_loops)
+    assert torch.all(model.step(z, a, halting=always).loops == 1)
+    assert model.halting.cfg.tau == 0.5
+    conv = dataclasses.replace(model.cfg.halting, rule="convergence", tol=1e9)
+    assert torch.all(model.step(z, a, halting=conv).loops == 2)
