@@ -44,7 +44,7 @@ def errors_and_loops(model, data, idx, halting=None, max_loops=None):
         nxt = torch.as_tensor(data["next_observations"][idx])
         act = torch.as_tensor(data["actions"][idx])
         out = model.step(model.encode(obs), act, halting=halting, max_loops=max_loops)
-        err = (model.normalize_delta(obs, out.obs) - model.normalize_delta(obs, nxt)).pow(2).mean(-1)
+        err = model.prediction_error(out.obs, nxt)
     return err.numpy(), out.loops.numpy()
 
 

@@ -35,7 +35,7 @@ def one_step(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096):
         nxt = torch.as_tensor(data["next_observations"][rows])
         act = torch.as_tensor(data["actions"][rows])
         out = model.step(model.encode(obs), act)
-        err = (model.normalize_delta(obs, out.obs) - model.normalize_delta(obs, nxt)).pow(2).mean(-1)
+        err = model.prediction_error(out.obs, nxt)
         loops.append(out.loops.numpy())
         errors.append(err.numpy())
         residuals.append(out.residuals.numpy())

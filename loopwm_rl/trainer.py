@@ -193,14 +193,7 @@ class Trainer:
                 action, stats = self.agent.act(obs, eval=True)
                 nxt, reward, terminated, truncated, info = self.eval_env.step(action)
                 out = self._one_step(obs, action)
-                err = float(
-                    (
-                        self.model.normalize_delta(torch.as_tensor(obs)[None], out.obs)
-                        - self.model.normalize_delta(torch.as_tensor(obs)[None], torch.as_tensor(nxt)[None])
-                    )
-                    .pow(2)
-                    .mean()
-                )
+                err = float(self.model.prediction_error(out.obs, torch.as_tensor(nxt, device=self.device)[None])[0])
                 trace.append(
                     {
                         "step": len(trace),

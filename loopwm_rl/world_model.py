@@ -173,6 +173,11 @@ class WorldModel(nn.Module):
     def normalize_delta(self, obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         return (next_obs - obs) / self.delta_scale
 
+    def prediction_error(self, predicted_obs: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """One-step error (B,): MSE of the next observation in units of the delta's scale, so
+        that predicting "no change" scores about 1 on every dataset."""
+        return ((predicted_obs - next_obs) / self.delta_scale).pow(2).mean(-1)
+
     def normalize_reward(self, reward: torch.Tensor) -> torch.Tensor:
         return (reward - self.reward_loc) / self.reward_scale
 

@@ -62,7 +62,7 @@ def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[
     act = torch.from_numpy(data["actions"].reshape(-1, A))
     with torch.no_grad():
         out = model.step(model.encode(obs), act, **step_kwargs)
-        err = (model.normalize_delta(obs, out.obs) - model.normalize_delta(obs, nxt)).pow(2).mean(-1)
+        err = model.prediction_error(out.obs, nxt)
     return err, out.loops
 
 
