@@ -8,7 +8,8 @@ model fitted with the ``learned`` rule (also scored with ``convergence`` and ``f
 need no training, on the same weights) and one with ``act``. Thresholds of adaptive rules are
 set on the validation split by a compute budget (mean loops = ``--budget`` x max_loops).
 
-    python benchmarks/depth_vs_difficulty.py --seeds 0 1 2 --steps 20000 --updates 2000
+    python benchmarks/depth_vs_difficulty.py --seeds 0 1 2 --steps 20000 --updates 2000 | tee depth.log
+    python benchmarks/depth_vs_difficulty.py --summarize depth.log
 """
 
 from __future__ import annotations
@@ -89,6 +90,41 @@ def input_only_auroc(data, train_idx, test_idx, seed: int, steps: int = 1500) ->
     return auroc(scores, data["hard"][test_idx])
 
 
+def summarize(paths: list[str]) -> None:
+    """Mean and spread over seeds of the rows this script printed (its logs, concatenated)."""
+    rows: dict[tuple[str, str], list[list[str]]] = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) == 13 and cells[0].startswith("LoopWM/"):
+                rows.setdefault((cells[0], cells[1]), []).append(cells)
+
+    def num(text: str) -> float:
+        return float(text.split()[0].rstrip("%")) / (100 if "%" in text.split()[0] else 1)
+
+    def stat(values: list[float], pct: bool = False) -> str:
+        mean, std = np.mean(values), np.std(values)
+        return f"{mean:+.1%} ± {std:.1%}" if pct else f"{mean:.2f} ± {std:.2f}"
+
+    print(
+        "| env | rule | seeds | AUROC loops | AUROC input-only | hard/easy loop ratio | loops / max "
+        "| err vs fixed@max | err vs fixed@equal compute | err K=max / K=1 | err 2x, 4x mu_rec / 1x |"
+    )
+    print("|---" * 11 + "|")
+    for (env, rule), group in rows.items():
+
+        def col(i: int, group=group) -> list[float]:
+            return [num(r[i]) for r in group]
+
+        k1_kmax = [float(r[11].split("/")[1]) / float(r[11].split("/")[0]) for r in group]
+        scale = [[float(x) for x in r[12].split(",")] for r in group]
+        print(
+            f"| {env} | {rule} | {len(group)} | {stat(col(3))} | {stat(col(4))} | {stat(col(6))} | {stat(col(7))} "
+            f"| {stat(col(9), pct=True)} | {stat(col(10), pct=True)} | {stat(k1_kmax)} "
+            f"| {np.mean([s[1] / s[0] for s in scale]):.2f}, {np.mean([s[2] / s[0] for s in scale]):.2f} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(SUITE))
@@ -98,7 +134,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.35, help="mean loops as a fraction of max_loops")
     parser.add_argument("--model", nargs="+", default=["looped", "small"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarise earlier output of this script")
     args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+        return
     torch.set_num_threads(args.threads)
     print(
         f"# depth_vs_difficulty: model={'+'.join(args.model)} steps={args.steps} updates={args.updates} "
