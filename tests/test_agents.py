@@ -207,7 +207,7 @@ def test_planner_swings_up_the_true_pendulum():
             total += reward
             done = terminated or truncated
         returns.append(total)
-    # a random policy scores about -1200 on Pendulum-v1
+    # a random policy scores -1112 +- 230 on Pendulum-v1 (python benchmarks/random_policy.py)
     assert np.mean(returns) > -300, returns
 
 

@@ -59,9 +59,9 @@ def test_extra_loops_lower_held_out_error():
 
 @pytest.mark.slow
 def test_train_beats_a_random_policy_on_the_bouncing_ball(tmp_path):
-    """``loopwm-rl train`` end to end: a uniformly random policy scores -52 +- 9 (best -36 of
-    20 episodes) on these 100-step episodes; a planner with a fitted model holds the ball near
-    the target (one run scored -7.8)."""
+    """``loopwm-rl train`` end to end. A uniformly random policy scores -52 +- 9 (best -36 of 20
+    episodes) on these 100-step episodes (``python benchmarks/random_policy.py``); holding the
+    ball near the target scores close to 0."""
     from loopwm_rl.cli import main
 
     argv = [
