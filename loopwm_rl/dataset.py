@@ -8,8 +8,6 @@ float32`` or ``(N,) int64``, ``rewards (N,)``, ``next_observations (N, O)``, ``t
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .atomic import atomic_path
 from .batch import SequenceBatch
 
 REQUIRED = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
@@ -79,15 +78,8 @@ def save_dataset(path: str | Path, data: dict[str, np.ndarray], *, overwrite: bo
     if path.exists() and not overwrite:
         raise DatasetError(f"{path} exists; choose another --out or pass --force to replace it")
     data = validate(data, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:  # the suffix stops numpy from appending one
         np.savez_compressed(tmp, **data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

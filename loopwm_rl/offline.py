@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .atomic import atomic_path
 from .checkpoint import CheckpointError, load_world_model, save_world_model
 from .config import WorldModelConfig
 from .dataset import SequenceSampler, episode_index, split_episodes
@@ -125,12 +126,9 @@ def score(run: str | Path, data: dict, out: Path) -> dict[str, float]:
     loops, errors, residuals = one_step(model, data, idx)
     episode, t = episode_index(data)
     hard = data.get("hard")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", newline="") as handle:
+    with atomic_path(out) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["index", "episode", "t", "loops", "pred_error", "hard"])
         for i in idx:
             writer.writerow([i, episode[i], t[i], loops[i], f"{errors[i]:.6g}", "" if hard is None else int(hard[i])])
-    tmp.replace(out)
     return {"fit/pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}

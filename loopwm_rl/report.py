@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .atomic import atomic_path
 from .depth import auroc
 from .svg import bar_chart, line_chart, scatter
 
@@ -202,7 +203,6 @@ h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; border-bottom: 1px solid #ddd; 
 def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out else Path(run_dir) / "report.html"
     text = render(run_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
     return out
