@@ -3,7 +3,6 @@ critic), evaluate, checkpoint. ``loopwm-rl train`` is a thin wrapper over :class
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from pathlib import Path
@@ -245,7 +244,7 @@ class Trainer:
         obs, _ = self.env.reset(seed=t.seed + self.episode)
         self.agent.reset()
         ep_return, ep_len, ep_loops = 0.0, 0, []
-        start = time.perf_counter()
+        start, start_step = time.perf_counter(), self.step
         bar = tqdm(
             total=t.total_steps,
             initial=self.step,
@@ -293,7 +292,7 @@ class Trainer:
                         {
                             **metrics,
                             "train/updates": self.updates,
-                            "train/steps_per_s": self.step / (time.perf_counter() - start),
+                            "train/steps_per_s": (self.step - start_step) / (time.perf_counter() - start),
                         },
                         self.step,
                     )
@@ -303,16 +302,13 @@ class Trainer:
                 if self.step % t.checkpoint_every == 0 or self.step == t.total_steps:
                     self.save()
                 bar.update(1)
+            if not self.last_eval:  # the run ended before its first scheduled evaluation
+                self.logger.log(self.evaluate(), self.step)
         finally:
             bar.close()
             self.logger.close()
             self.wall_s += time.perf_counter() - start
         self._write_report()
-        if not self.last_eval:
-            self.logger = Logger(self.run_dir, to_dict(self.cfg), dataclasses.replace(self.cfg.wandb, mode="disabled"))
-            self.logger.log(self.evaluate(), self.step)
-            self.logger.close()
-            self._write_report()
         return self.last_eval
 
     def _write_report(self) -> None:
