@@ -45,10 +45,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         cfg = read_run_config(run_dir)
         if overrides:
-            from .config import merge_dicts, parse_overrides, to_dict
-            from .runconfig import RunConfig, from_mapping
+            from .runconfig import apply_overrides
 
-            cfg = from_mapping(RunConfig, merge_dicts(to_dict(cfg), parse_overrides(overrides)))
+            cfg = apply_overrides(cfg, overrides)
         trainer = Trainer(cfg, run_dir, progress=not args.quiet)
         trainer.load()
         save_config(cfg, run_dir)

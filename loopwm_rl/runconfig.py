@@ -115,6 +115,12 @@ def experiment_presets() -> list[str]:
     return available_presets(".")
 
 
+def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
+    """A copy of ``cfg`` with ``key=value`` overrides applied (as :func:`load_run_config` does)."""
+    data = merge_dicts(dataclasses.asdict(cfg), _expand_sections(parse_overrides(overrides)))
+    return from_mapping(RunConfig, data)
+
+
 def load_run_config(presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> RunConfig:
     """Compose experiment presets (``configs/*.yaml``) and ``key=value`` overrides."""
     presets = list(presets)
