@@ -57,8 +57,7 @@ class TrajectoryOptimizer:
             sol.mean = start
             sol.values = torch.zeros_like(sol.values)
             sol.weights = torch.full_like(sol.weights, 1.0 / len(sol.weights))
-            sol.elites = start[:, None].expand(-1, len(sol.weights), *start.shape[1:]).clone()
-            if self.discrete:
-                sol.elites = start.argmax(-1)[:, None].expand(-1, len(sol.weights)).clone()
+            first = start.argmax(-1) if self.discrete else start  # (H,) actions or (H, A)
+            sol.elites = first[:, None].expand(-1, len(sol.weights), *first.shape[1:]).clone()
         self.prev = sol.mean
         return sol
