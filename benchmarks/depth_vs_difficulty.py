@@ -3,18 +3,23 @@
 loops on hard vs easy transitions, compute used, one-step error against the fixed rule at
 ``max_loops`` and at equal compute, and test-time depth scaling.
 
-Per env and seed: one random-policy dataset split by episode (train / validation / test), one
-model fitted with the ``learned`` rule (also scored with ``convergence`` and ``fixed``, which
-need no training, on the same weights) and one with ``act``. Thresholds of adaptive rules are
-set on the validation split by a compute budget (mean loops = ``--budget`` x max_loops).
+Per env and seed: one random-policy dataset split by episode (train 70 % / validation 10 % /
+test 20 %), one model fitted with the ``learned`` rule (also scored with ``convergence`` and
+``fixed``, which need no training, on the same weights) and one with ``act``. Thresholds of
+adaptive rules are set on the validation split by compute budgets (mean loops =
+``--budgets`` x max_loops, :func:`loopwm_rl.calibration.calibrate`). The equal-compute
+baseline is a fixed policy with exactly the adaptive rule's mean loops (a share of rows at
+floor(mean), the rest one loop more). Test-time depth runs ``fixed`` at 1x, 2x and 4x the
+training depth.
 
-    python benchmarks/depth_vs_difficulty.py --seeds 0 1 2 --steps 20000 --updates 2000 | tee depth.log
+    python benchmarks/depth_vs_difficulty.py --seeds 0 1 2 | tee depth.log
     python benchmarks/depth_vs_difficulty.py --summarize depth.log
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import shutil
 import tempfile
@@ -25,18 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from loopwm_rl.calibration import calibrate
 from loopwm_rl.checkpoint import load_world_model
-from loopwm_rl.config import load_model_config
-from loopwm_rl.dataset import collect, split_episodes
+from loopwm_rl.config import HaltingConfig, load_model_config
+from loopwm_rl.dataset import SequenceSampler, collect, split_episodes
 from loopwm_rl.depth import auroc
 from loopwm_rl.envs import SUITE
+from loopwm_rl.halting import make_halting
 from loopwm_rl.offline import fit
-
-GRID = {
-    "learned": ("tau", np.linspace(0.02, 0.98, 49)),
-    "convergence": ("tol", np.geomspace(1e-4, 3.0, 49)),
-    "act": ("act_eps", np.linspace(0.0, 0.98, 50)),
-}
 
 
 def errors_and_loops(model, data, idx, halting=None, max_loops=None):
@@ -49,18 +50,9 @@ def errors_and_loops(model, data, idx, halting=None, max_loops=None):
     return err.numpy(), out.loops.numpy()
 
 
-def calibrate(model, data, val_idx, rule: str, budget: float):
-    """The rule's threshold whose validation mean loops are closest to ``budget * max_loops``."""
-    key, grid = GRID[rule]
-    target = budget * model.cfg.max_loops
-    best = None
-    for value in grid:
-        cfg = dataclasses.replace(model.cfg.halting, rule=rule, **{key: float(value)})
-        _, loops = errors_and_loops(model, data, val_idx, halting=cfg)
-        gap = abs(loops.mean() - target)
-        if best is None or gap < best[0]:
-            best = (gap, cfg)
-    return best[1]
+def calibrated(model, data, val_idx, rule: str, budget: float) -> HaltingConfig:
+    obs, act = torch.as_tensor(data["observations"][val_idx]), torch.as_tensor(data["actions"][val_idx])
+    return calibrate(model, obs, act, budget, rule=rule)[0]
 
 
 def input_only_auroc(data, train_idx, test_idx, seed: int, steps: int = 1500) -> float:
@@ -92,12 +84,12 @@ def input_only_auroc(data, train_idx, test_idx, seed: int, steps: int = 1500) ->
 
 def summarize(paths: list[str]) -> None:
     """Mean and spread over seeds of the rows this script printed (its logs, concatenated)."""
-    rows: dict[tuple[str, str], list[list[str]]] = {}
+    rows: dict[tuple[str, str, str], list[list[str]]] = {}
     for path in paths:
         for line in Path(path).read_text().splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 13 and cells[0].startswith("LoopWM/"):
-                rows.setdefault((cells[0], cells[1]), []).append(cells)
+            if len(cells) == 14 and cells[0].startswith("LoopWM/"):
+                rows.setdefault((cells[0], cells[1], cells[3]), []).append(cells)
 
     def num(text: str) -> float:
         return float(text.split()[0].rstrip("%")) / (100 if "%" in text.split()[0] else 1)
@@ -107,22 +99,66 @@ def summarize(paths: list[str]) -> None:
         return f"{mean:+.1%} ± {std:.1%}" if pct else f"{mean:.2f} ± {std:.2f}"
 
     print(
-        "| env | rule | seeds | AUROC loops | AUROC input-only | hard/easy loop ratio | loops / max "
-        "| err vs fixed@max | err vs fixed@equal compute | err K=max / K=1 | err 2x, 4x mu_rec / 1x |"
+        "| env | rule | budget | seeds | AUROC loops | AUROC input-only | hard/easy loop ratio | loops / max "
+        "| err vs fixed@max | err vs fixed@equal compute | err K=max / K=1 | err 2x, 4x / 1x train depth |"
     )
-    print("|---" * 11 + "|")
-    for (env, rule), group in rows.items():
+    print("|---" * 12 + "|")
+    for (env, rule, budget), group in rows.items():
 
         def col(i: int, group=group) -> list[float]:
             return [num(r[i]) for r in group]
 
-        k1_kmax = [float(r[11].split("/")[1]) / float(r[11].split("/")[0]) for r in group]
-        scale = [[float(x) for x in r[12].split(",")] for r in group]
+        k1_kmax = [float(r[12].split("/")[1]) / float(r[12].split("/")[0]) for r in group]
+        scale = [[float(x) for x in r[13].split(",")] for r in group]
         print(
-            f"| {env} | {rule} | {len(group)} | {stat(col(3))} | {stat(col(4))} | {stat(col(6))} | {stat(col(7))} "
-            f"| {stat(col(9), pct=True)} | {stat(col(10), pct=True)} | {stat(k1_kmax)} "
+            f"| {env} | {rule} | {budget} | {len(group)} | {stat(col(4))} | {stat(col(5))} | {stat(col(7))} "
+            f"| {stat(col(8))} | {stat(col(10), pct=True)} | {stat(col(11), pct=True)} | {stat(k1_kmax)} "
             f"| {np.mean([s[1] / s[0] for s in scale]):.2f}, {np.mean([s[2] / s[0] for s in scale]):.2f} |"
         )
+
+
+def fit_model(data, args, rule: str, seed: int):
+    cfg = load_model_config(args.model, [*args.set, f"halting.rule={rule}"])
+    out = Path(tempfile.mkdtemp(prefix="depth_vs_difficulty-"))
+    try:
+        # fit holds out the same episodes (same fraction and seed): it never sees val/test
+        fit(data, cfg, out, updates=args.updates, seed=seed, threads=args.threads, progress=False, val_fraction=0.3)
+        return load_world_model(out / "model.pt")[0]
+    finally:
+        shutil.rmtree(out)
+
+
+def fit_head(model, data, train_mask, halting: HaltingConfig, updates: int, seed: int):
+    """A copy of ``model`` with a fresh ``halting`` rule trained alone on the frozen world model.
+
+    Trainable rules read detached features and learn from detached per-loop losses, so the
+    world model does not depend on the rule; training each head on the same frozen weights
+    compares the rules on identical predictions (and costs a forward pass, not a fit).
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    head = copy.deepcopy(model)
+    head.cfg = dataclasses.replace(head.cfg, halting=halting)
+    head.halting = make_halting(halting, head.feature_dim)
+    head.requires_grad_(False)
+    head.halting.requires_grad_(True)
+    optimizer = torch.optim.AdamW(head.halting.parameters(), lr=1e-3)
+    sampler = SequenceSampler(data, train_mask, 3)
+    head.train()
+    for _ in range(updates):
+        loss, _ = head.loss(sampler.sample(128, rng))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return head.eval()
+
+
+def equal_compute_error(per_k: list[float], mean_loops: float) -> float:
+    """Error of a fixed policy with exactly ``mean_loops`` mean loops: a share of the rows run
+    floor(mean) loops and the rest one more (no rounding in the baseline's favour)."""
+    lo = min(int(np.floor(mean_loops)), len(per_k))
+    frac = mean_loops - lo
+    return per_k[lo - 1] if lo == len(per_k) else (1 - frac) * per_k[lo - 1] + frac * per_k[lo]
 
 
 def main() -> None:
@@ -131,8 +167,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20_000, help="random-policy transitions per dataset")
     parser.add_argument("--updates", type=int, default=2000)
-    parser.add_argument("--budget", type=float, default=0.35, help="mean loops as a fraction of max_loops")
+    parser.add_argument(
+        "--budgets", type=float, nargs="+", default=[0.2, 0.3, 0.4], help="mean loops as fractions of max_loops"
+    )
     parser.add_argument("--model", nargs="+", default=["looped", "small"])
+    parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="model config overrides")
+    parser.add_argument(
+        "--rules",
+        nargs="+",
+        default=["convergence", "learned/gain", "learned/improve", "act"],
+        help="learned/OBJECTIVE and act: the fitted model's own head if it matches, else a head trained on its "
+        "frozen weights",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarise earlier output of this script")
     args = parser.parse_args()
@@ -141,14 +187,15 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     print(
-        f"# depth_vs_difficulty: model={'+'.join(args.model)} steps={args.steps} updates={args.updates} "
-        f"budget={args.budget} seeds={args.seeds} threads={args.threads}"
+        f"# depth_vs_difficulty: model={'+'.join(args.model)} set={args.set} steps={args.steps} "
+        f"updates={args.updates} budgets={args.budgets} seeds={args.seeds} threads={args.threads}"
     )
     print(
-        "| env | rule | seed | AUROC loops | AUROC input-only | loops hard / easy | ratio | loops / max "
-        "| err hard / easy | err vs fixed@max | err vs fixed@mean | err K=1 / K=max | err @ 1x, 2x, 4x mu_rec |"
+        "| env | rule | seed | budget | AUROC loops | AUROC input-only | loops hard / easy | ratio | loops / max "
+        "| err hard / easy | err vs fixed@max | err vs fixed@equal compute | err K=1 / K=max "
+        "| err @ 1x, 2x, 4x train depth |"
     )
-    print("|---" * 13 + "|")
+    print("|---" * 14 + "|")
     for env_id in args.envs:
         for seed in args.seeds:
             start = time.perf_counter()
@@ -158,44 +205,40 @@ def main() -> None:
             val_idx, test_idx = rest_idx[: len(rest_idx) // 3], rest_idx[len(rest_idx) // 3 :]
             ceiling = input_only_auroc(data, np.flatnonzero(train), test_idx, seed)
             hard = data["hard"][test_idx]
-            models = {}
-            for trained in ("learned", "act"):
-                cfg = load_model_config(args.model, [f"halting.rule={trained}"])
-                out = Path(tempfile.mkdtemp(prefix="depth_vs_difficulty-"))
-                # fit holds out the same episodes (same fraction and seed): it never sees val/test
-                fit(
-                    data,
-                    cfg,
-                    out,
-                    updates=args.updates,
-                    seed=seed,
-                    threads=args.threads,
-                    progress=False,
-                    val_fraction=0.3,
-                )
-                models[trained] = load_world_model(out / "model.pt")[0]
-                shutil.rmtree(out)
+            # one fitted model; convergence and fixed need no training, the other heads are
+            # trained on its frozen weights (fit_head)
+            models = {"learned": fit_model(data, args, "learned", seed)}
+            models["fixed"] = models["convergence"] = models["learned"]
+            own = models["learned"].cfg.halting
+            for rule in args.rules:
+                if rule == "act" or (rule.startswith("learned/") and rule != f"learned/{own.objective}"):
+                    name, _, objective = rule.partition("/")
+                    halting = dataclasses.replace(own, rule=name, objective=objective or own.objective)
+                    models[rule] = fit_head(models["learned"], data, train, halting, args.updates, seed)
+                elif rule.startswith("learned/"):
+                    models[rule] = models["learned"]
+            errs = [
+                errors_and_loops(models["learned"], data, test_idx, halting="fixed", max_loops=k)[0].mean()
+                for k in range(1, models["learned"].cfg.max_loops + 1)
+            ]
             base = models["learned"]
             K = base.cfg.max_loops
-            err_max, _ = errors_and_loops(base, data, test_idx, halting="fixed")
-            err_one, _ = errors_and_loops(base, data, test_idx, halting="fixed", max_loops=1)
-            mu = max(1, round(base.cfg.mu_rec))
+            depth = max(1, round(base.cfg.train_mean_loops))
             scaling = [
-                errors_and_loops(base, data, test_idx, halting="fixed", max_loops=m * mu)[0].mean() for m in (1, 2, 4)
+                errors_and_loops(base, data, test_idx, halting="fixed", max_loops=m * depth)[0].mean()
+                for m in (1, 2, 4)
             ]
-            for rule in ("fixed", "convergence", "learned", "act"):
-                model = models["act"] if rule == "act" else base
-                halting = "fixed" if rule == "fixed" else calibrate(model, data, val_idx, rule, args.budget)
+            for rule, budget in [("fixed", None)] + [(r, b) for r in args.rules for b in args.budgets]:
+                model = models[rule]
+                halting = "fixed" if budget is None else calibrated(model, data, val_idx, rule.split("/")[0], budget)
                 err, loops = errors_and_loops(model, data, test_idx, halting=halting)
-                mean_k = max(1, round(loops.mean()))
-                err_eq, _ = errors_and_loops(base, data, test_idx, halting="fixed", max_loops=mean_k)
                 lh, le = loops[hard].mean(), loops[~hard].mean()
                 print(
-                    f"| {env_id} | {rule} | {seed} | {auroc(loops, hard):.3f} | {ceiling:.3f} | {lh:.2f} / {le:.2f} "
-                    f"| {lh / le:.2f} | {loops.mean() / K:.2f} | {err[hard].mean():.4f} / {err[~hard].mean():.4f} "
-                    f"| {err.mean() / err_max.mean() - 1:+.1%} | {err.mean() / err_eq.mean() - 1:+.1%} (K={mean_k}) "
-                    f"| {err_one.mean():.4f} / {err_max.mean():.4f} "
-                    f"| {', '.join(f'{e:.4f}' for e in scaling)} |",
+                    f"| {env_id} | {rule} | {seed} | {'-' if budget is None else budget} | {auroc(loops, hard):.3f} "
+                    f"| {ceiling:.3f} | {lh:.2f} / {le:.2f} | {lh / le:.2f} | {loops.mean() / K:.2f} "
+                    f"| {err[hard].mean():.4f} / {err[~hard].mean():.4f} | {err.mean() / errs[-1] - 1:+.1%} "
+                    f"| {err.mean() / equal_compute_error(errs, loops.mean()) - 1:+.1%} "
+                    f"| {errs[0]:.4f} / {errs[-1]:.4f} | {', '.join(f'{e:.4f}' for e in scaling)} |",
                     flush=True,
                 )
             print(f"# {env_id} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)

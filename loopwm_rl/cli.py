@@ -93,7 +93,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(
         yaml.safe_dump(
-            {"model": to_dict(model_cfg), "data": str(args.data), "updates": args.updates, "seed": args.seed}
+            {
+                "model": to_dict(model_cfg),
+                "data": str(args.data),
+                "updates": args.updates,
+                "seed": args.seed,
+                "budget": args.budget,
+            }
         )
     )
     metrics = fit(
@@ -109,6 +115,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         env_id=args.env or "",
         wandb_cfg=WandbConfig(mode=args.wandb),
         progress=not args.quiet,
+        budget=args.budget,
     )
     print(
         f"wrote {out / 'model.pt'}; validation one-step error {metrics.get('fit/val_pred_error', float('nan')):.4f}, "
@@ -230,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--threads", type=int, default=2)
     fit.add_argument("--env", default="", help="record the env id the data came from")
+    fit.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="after fitting, set the halting threshold so that mean loops on the held-out split are "
+        "FRACTION x max_loops (adaptive rules only)",
+    )
     fit.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"])
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(func=_cmd_fit)

@@ -2,7 +2,7 @@
 
 Three models share encoders, tokens and heads: the looped model of the config, a
 parameter-matched stacked model (one block) and a compute-matched stacked model
-(``round(mu_rec)`` blocks, the looped model's mean training depth). Each is fitted with the
+(the looped model's mean training depth in blocks, rounded). Each is fitted with the
 same data split, updates and seeds; the table reports parameters, FLOPs per transition (counted
 with ``torch.utils.flop_counter`` on held-out data, so adaptive halting counts what it ran),
 held-out one-step error (all / hard / easy), loops and wall time.
@@ -42,7 +42,7 @@ COLUMNS = [
 
 def variants(cfg: WorldModelConfig) -> dict[str, WorldModelConfig]:
     fixed = dataclasses.replace(cfg.halting, rule="fixed")
-    depth = max(1, round(cfg.mu_rec))
+    depth = max(1, round(cfg.train_mean_loops))
     return {
         "looped": dataclasses.replace(cfg, kind="looped"),
         "stacked (param-matched, L=1)": dataclasses.replace(cfg, kind="stacked", blocks=1, halting=fixed),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -21,8 +22,9 @@ import yaml
 T = TypeVar("T")
 
 HALTING_RULES = ("fixed", "convergence", "learned", "act")
-LEARNED_OBJECTIVES = ("improve", "ponder")
+LEARNED_OBJECTIVES = ("improve", "gain", "ponder")
 MODEL_KINDS = ("looped", "stacked")
+TRAIN_LOOPS = ("poisson", "max")
 
 
 class ConfigError(ValueError):
@@ -45,12 +47,15 @@ class HaltingConfig:
     """convergence: halt once the RMS change of the predicted (normalised) delta between two
     loops falls below this."""
     tau: float = 0.5
-    """learned: halt when P(a later loop lowers the error by > eps) < tau (``improve``), or
-    when the PonderNet gate lambda_t >= tau (``ponder``)."""
+    """learned: halt when the predicted error reduction of later loops < tau (``gain``), when
+    P(a later loop lowers the error by > eps) < tau (``improve``), or when the PonderNet gate
+    lambda_t >= tau (``ponder``)."""
     eps: float = 1e-3
-    """learned/improve: an improvement smaller than this (normalised MSE) does not count."""
+    """learned/improve: an improvement smaller than this (normalised MSE) does not count;
+    learned/gain: the scale of the log1p regression target."""
     objective: str = "improve"
-    """learned: ``improve`` (will-another-loop-help head) or ``ponder`` (PonderNet gate)."""
+    """learned: ``gain`` (how-much-will-later-loops-help head), ``improve``
+    (will-another-loop-help head) or ``ponder`` (PonderNet gate)."""
     lambda_p: float = 0.3
     """ponder: parameter of the geometric prior over the halting loop."""
     beta: float = 1e-3
@@ -108,6 +113,11 @@ class WorldModelConfig:
     """Hard cap on loops per step (looped). The stacked model always runs ``blocks`` layers."""
     blocks: int = 1
     """Stacked model: the number L of distinct blocks, each run once."""
+    train_loops: str = "poisson"
+    """Training depth (looped): ``poisson`` draws each sequence's loop count from
+    Poisson(``mu_rec``) clamped to [1, max_loops]; ``max`` runs every sequence to
+    ``max_loops``, so every loop a halting rule may stop at is supervised and seen by the
+    halting head (``benchmarks/depth_vs_difficulty.py`` measured it)."""
     mu_rec: float = 4.0
     """Training: mean of the per-sequence Poisson loop count (clamped to [1, max_loops])."""
     mu_bwd: int = 3
@@ -126,6 +136,7 @@ class WorldModelConfig:
 
     def __post_init__(self) -> None:
         _choice("model.kind", self.kind, MODEL_KINDS)
+        _choice("model.train_loops", self.train_loops, TRAIN_LOOPS)
         if self.max_loops < 1:
             raise ConfigError(f"model.max_loops={self.max_loops} must be >= 1")
         if self.blocks < 1:
@@ -143,6 +154,17 @@ class WorldModelConfig:
     def loop_cap(self) -> int:
         """Loops a step may run: ``max_loops`` when looped, ``blocks`` when stacked."""
         return self.max_loops if self.kind == "looped" else self.blocks
+
+    @property
+    def train_mean_loops(self) -> float:
+        """Mean loops per sequence in training: the depth a test-time scale of 1x refers to."""
+        if self.kind == "stacked":
+            return float(self.blocks)
+        if self.train_loops == "max":
+            return float(self.max_loops)
+        # E[clamp(Poisson(mu_rec), 1, max_loops)], summed exactly over the clamped support
+        pmf = [math.exp(-self.mu_rec + k * math.log(self.mu_rec) - math.lgamma(k + 1)) for k in range(self.max_loops)]
+        return pmf[0] * 1 + sum(k * pmf[k] for k in range(1, self.max_loops)) + self.max_loops * (1 - sum(pmf))
 
     @property
     def state_dim(self) -> int:

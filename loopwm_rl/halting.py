@@ -120,6 +120,10 @@ def _last_valid(valid: torch.Tensor) -> torch.Tensor:
 class LearnedHalting(HaltingRule):
     """A head trained on detached per-loop losses.
 
+    ``objective=gain``: the head regresses how much the best later loop lowers this loop's
+    error, g = max(0, L_t - min_{s>t} L_s), as log1p(g / eps); halt when the predicted g drops
+    below ``tau``. Under a compute budget this spends loops where they buy the most absolute
+    error, which puts them on hard transitions (``benchmarks/depth_vs_difficulty.py``).
     ``objective=improve``: the head predicts P(a later loop lowers the error by more than
     ``eps``); halt when it drops below ``tau``. ``objective=ponder``: a PonderNet gate
     lambda_t with a small KL to a geometric prior; halt when lambda_t >= ``tau``.
@@ -132,24 +136,36 @@ class LearnedHalting(HaltingRule):
         super().__init__(cfg)
         self.head = _GateHead(feature_dim)
 
+    def predicted_gain(self, features: torch.Tensor) -> torch.Tensor:
+        """``gain`` objective: the predicted error reduction still to come (n,), >= 0."""
+        return self.cfg.eps * torch.expm1(self.head(features).clamp_min(0.0))
+
     def decide(self, t, cap, out, state):
-        prob = torch.sigmoid(self.head(out.features))
-        halt = prob < self.cfg.tau if self.cfg.objective == "improve" else prob >= self.cfg.tau
-        return self._allowed(t, prob.shape[0], prob) & halt, out.fields()
+        if self.cfg.objective == "gain":
+            halt = self.predicted_gain(out.features) < self.cfg.tau
+        else:
+            prob = torch.sigmoid(self.head(out.features))
+            halt = prob < self.cfg.tau if self.cfg.objective == "improve" else prob >= self.cfg.tau
+        return self._allowed(t, halt.shape[0], halt) & halt, out.fields()
 
     def loss(self, losses, valid, features):
         logits = self.head(features)  # (B, K)
         B, K = losses.shape
         last = _last_valid(valid)
-        if self.cfg.objective == "improve":
+        if self.cfg.objective in ("improve", "gain"):
             masked = losses.masked_fill(~valid, float("inf"))
             # min over strictly later loops: reverse cumulative min, shifted by one
             suffix_min = masked.flip(-1).cummin(-1).values.flip(-1)
-            later = torch.cat([suffix_min[:, 1:], suffix_min.new_full((B, 1), float("inf"))], -1)
-            target = (later < losses - self.cfg.eps).float()
+            later = torch.cat([suffix_min[:, 1:], suffix_min.new_full((B, 1), float("inf"))], -1)  # (B, K)
             has_later = valid & (torch.arange(K, device=losses.device) < last[:, None])
             if not has_later.any():
                 return logits.sum() * 0.0, {}
+            if self.cfg.objective == "gain":
+                gain = (losses - later).clamp_min(0.0)[has_later]
+                # log scale: gains span orders of magnitude between easy and hard rows
+                mse = F.mse_loss(logits[has_later], torch.log1p(gain / self.cfg.eps))
+                return mse, {"halting/mse": float(mse.detach()), "halting/mean_gain": float(gain.mean())}
+            target = (later < losses - self.cfg.eps).float()
             bce = F.binary_cross_entropy_with_logits(logits[has_later], target[has_later])
             return bce, {
                 "halting/bce": float(bce.detach()),

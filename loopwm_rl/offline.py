@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from .atomic import atomic_path
+from .calibration import calibrate, set_halting, threshold_field
 from .checkpoint import CheckpointError, load_world_model, save_world_model
 from .config import WorldModelConfig
 from .dataset import SequenceSampler, episode_index, split_episodes
@@ -43,6 +44,16 @@ def one_step(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096):
     return np.concatenate(loops), np.concatenate(errors), np.concatenate(residuals)
 
 
+def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]:
+    """Held-out one-step error and depth metrics of the transitions ``idx``."""
+    was_training = model.training
+    model.eval()
+    loops, errors, residuals = one_step(model, data, idx)
+    model.train(was_training)
+    hard = data["hard"][idx] if "hard" in data else None
+    return {"fit/val_pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}
+
+
 def fit(
     data: dict,
     model_cfg: WorldModelConfig,
@@ -59,8 +70,17 @@ def fit(
     env_id: str = "",
     wandb_cfg=None,
     progress: bool = True,
+    budget: float | None = None,
 ) -> dict[str, float]:
-    """Train a world model on ``data`` with a held-out episode split; writes ``model.pt``."""
+    """Train a world model on ``data`` with a held-out episode split; writes ``model.pt``.
+
+    ``budget``: afterwards set the halting threshold so that mean loops on the held-out split
+    are ``budget * max_loops`` (:func:`loopwm_rl.calibration.calibrate`); saved with the model.
+    """
+    if budget is not None:
+        threshold_field(model_cfg.halting)  # fail before training, not after
+        if not 0.0 < budget <= 1.0:
+            raise ValueError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -81,21 +101,29 @@ def fit(
     for i in bar:
         metrics = update(model, optimizer, sampler.sample(batch, rng))
         if i % eval_every == 0 or i == updates:
-            model.eval()
-            loops, errors, residuals = one_step(model, data, val_idx)
-            model.train()
-            hard = data["hard"][val_idx] if "hard" in data else None
-            metrics = {**metrics, "fit/val_pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}
-            bar.set_postfix(val=f"{errors.mean():.4f}", loops=f"{loops.mean():.2f}")
+            metrics = {**metrics, **validate(model, data, val_idx)}
+            bar.set_postfix(val=f"{metrics['fit/val_pred_error']:.4f}", loops=f"{metrics['depth/loops_mean']:.2f}")
             if logger:
                 logger.log(metrics, i)
+    meta: dict = {}
+    if budget is not None:
+        model.eval()
+        obs = torch.as_tensor(data["observations"][val_idx])
+        halting, loops = calibrate(model, obs, torch.as_tensor(data["actions"][val_idx]), budget)
+        set_halting(model, halting)
+        meta.update(halting_budget=budget, halting_val_mean_loops=loops)
+        metrics = {**metrics, **validate(model, data, val_idx)}
+        if logger:
+            logger.log(metrics, updates)
     if logger:
         logger.close()
-    meta = {
-        "env_id": env_id,
-        "updates": updates,
-        "val_pred_error": metrics.get("fit/val_pred_error", float("nan")),
-    }
+    meta.update(
+        {
+            "env_id": env_id,
+            "updates": updates,
+            "val_pred_error": metrics.get("fit/val_pred_error", float("nan")),
+        }
+    )
     if data["actions"].ndim == 2:
         meta["action_low"] = data["actions"].min(0).tolist()
         meta["action_high"] = data["actions"].max(0).tolist()

@@ -440,9 +440,10 @@ class WorldModel(nn.Module):
 class LoopedWorldModel(WorldModel):
     """LoopWM: ONE shared transformer block applied up to ``max_loops`` times per env step.
 
-    Its parameter count does not depend on ``max_loops``. Training samples a loop count per
-    sequence from Poisson(``mu_rec``) (clamped to [1, max_loops]) and backpropagates through
-    the last ``mu_bwd`` loops, supervising every one of them.
+    Its parameter count does not depend on ``max_loops``. Training runs each sequence to
+    ``max_loops`` (``train_loops: max``) or to a loop count drawn from Poisson(``mu_rec``)
+    (clamped to [1, max_loops]), backpropagates through the last ``mu_bwd`` loops and
+    supervises every one of them.
     """
 
     def __init__(self, cfg: WorldModelConfig) -> None:
@@ -457,8 +458,11 @@ class LoopedWorldModel(WorldModel):
         return self._blocks
 
     def train_schedule(self, batch_size, generator=None):
-        rate = torch.full((batch_size,), float(self.cfg.mu_rec))
-        stop = torch.poisson(rate, generator=generator).long().clamp(1, self.cfg.max_loops)
+        if self.cfg.train_loops == "max":
+            stop = torch.full((batch_size,), self.cfg.max_loops, dtype=torch.long)
+        else:
+            rate = torch.full((batch_size,), float(self.cfg.mu_rec))
+            stop = torch.poisson(rate, generator=generator).long().clamp(1, self.cfg.max_loops)
         detach = (stop - self.cfg.mu_bwd).clamp_min(0)
         device = self.pos.device
         return Schedule(stop_at=stop.to(device), detach_at=detach.to(device))

@@ -36,7 +36,7 @@ def test_config_is_frozen():
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
-        (["max_loop=3"], "did you mean ['max_loops']"),
+        (["max_loop=3"], "did you mean ['max_loops'"),
         (["halting.rul=act"], "halting.rul"),
         (["max_loops=three"], "max_loops='three' is not an int"),
         (

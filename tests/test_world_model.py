@@ -164,6 +164,11 @@ def test_dropping_halted_rows_equals_masking(rule):
         per = model.step(z, a, halting="fixed", keep_loops=True).per_loop
     changes = (per.delta[1:] - per.delta[:-1]).pow(2).mean(-1).sqrt()  # (K - 1, B)
     model.halting.cfg = dataclasses.replace(model.halting.cfg, tol=float(changes.median()))
+    if rule == "learned":
+        with torch.no_grad():
+            model.halting.head.net[-1].bias -= model.halting.head(per.features).median()
+            gains = model.halting.predicted_gain(per.features)  # (K, B)
+        model.halting.cfg = dataclasses.replace(model.halting.cfg, tau=float(gains[gains > 0].median()))
     dropped = model.step(z, a, drop_halted=True)
     masked = model.step(z, a, drop_halted=False)
     assert torch.equal(dropped.loops, masked.loops)
@@ -201,7 +206,7 @@ def test_act_mean_field_weights_sum_to_one():
 
 
 def test_learned_improve_targets():
-    model = make(overrides=["halting.rule=learned", "halting.eps=0.01"])
+    model = make(overrides=["halting.rule=learned", "halting.objective=improve", "halting.eps=0.01"])
     losses = torch.tensor([[1.0, 0.5, 0.49, 0.2], [0.3, 0.3, 0.3, 0.3]])
     valid = torch.tensor([[True, True, True, True], [True, True, True, False]])
     feats = torch.zeros(2, 4, model.feature_dim)
@@ -248,7 +253,7 @@ def test_gradients_reach_the_shared_block():
 
 
 def test_train_schedule_samples_loops_within_cap():
-    model = make(overrides=["max_loops=5", "mu_rec=3", "mu_bwd=2"])
+    model = make(overrides=["max_loops=5", "train_loops=poisson", "mu_rec=3", "mu_bwd=2"])
     sched = model.train_schedule(2000, torch.Generator().manual_seed(0))
     assert sched.stop_at.min() >= 1 and sched.stop_at.max() <= 5
     assert 2.5 < float(sched.stop_at.float().mean()) < 3.3

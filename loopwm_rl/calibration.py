@@ -1,0 +1,85 @@
+"""Set a halting rule's threshold from a compute budget on held-out transitions.
+
+A budget is the mean loops per step as a fraction of ``max_loops``. The threshold is the
+candidate whose mean loops on the given transitions lands closest to it. Thresholds chosen
+this way were stable across seeds where thresholds chosen by validation error were not
+(``research/DEPTH_CALIBRATION.md``, ``benchmarks/depth_vs_difficulty.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from .config import HaltingConfig
+from .world_model import WorldModel
+
+# (rule, objective) -> (HaltingConfig field, candidates). Each field moves mean loops
+# monotonically; a grid (not bisection) keeps that true for either direction.
+THRESHOLDS = {
+    ("learned", "gain"): ("tau", np.geomspace(1e-6, 3.0, 65)),
+    ("learned", "improve"): ("tau", np.linspace(0.02, 0.98, 49)),
+    ("learned", "ponder"): ("tau", np.linspace(0.02, 0.98, 49)),
+    ("convergence", None): ("tol", np.geomspace(1e-4, 3.0, 49)),
+    ("act", None): ("act_eps", np.linspace(0.0, 0.98, 50)),
+}
+
+
+def threshold_field(halting: HaltingConfig) -> tuple[str, np.ndarray]:
+    """The field a budget sets for this rule, and its candidate values."""
+    key = (halting.rule, halting.objective if halting.rule == "learned" else None)
+    if key not in THRESHOLDS:
+        raise ValueError(
+            f"halting rule {halting.rule!r} has no threshold to calibrate; expected one of convergence, learned, act"
+        )
+    return THRESHOLDS[key]
+
+
+@torch.no_grad()
+def mean_loops(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, halting: HaltingConfig) -> float:
+    return float(model.step(model.encode(obs), actions, halting=halting).loops.float().mean())
+
+
+def calibrate(
+    model: WorldModel,
+    obs: torch.Tensor,
+    actions: torch.Tensor,
+    budget: float,
+    rule: str | None = None,
+) -> tuple[HaltingConfig, float]:
+    """Threshold of ``rule`` (default: the model's) whose mean loops on (obs (N, O), actions)
+    is closest to ``budget * max_loops``. Returns the halting config and the mean loops it gives.
+
+    ``convergence`` compares two loops, so it cannot go below 2 loops per step.
+    """
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
+    base = model.cfg.halting if rule is None else dataclasses.replace(model.cfg.halting, rule=rule)
+    field, candidates = threshold_field(base)
+    target = budget * model.cfg.max_loops
+    best: tuple[float, HaltingConfig, float] | None = None
+    was_training = model.training
+    model.eval()
+    try:
+        for value in candidates:
+            cfg = dataclasses.replace(base, **{field: float(value)})
+            loops = mean_loops(model, obs, actions, cfg)
+            if best is None or abs(loops - target) < abs(best[2] - target):
+                best = (float(value), cfg, loops)
+    finally:
+        model.train(was_training)
+    return best[1], best[2]
+
+
+def set_halting(model: WorldModel, halting: HaltingConfig) -> None:
+    """Make ``halting`` the model's rule settings (saved with it); the rule itself must not change."""
+    trained = model.cfg.halting
+    if (halting.rule, halting.objective) != (trained.rule, trained.objective):
+        raise ValueError(
+            f"the model was trained with halting.rule={trained.rule!r} (objective {trained.objective!r}); "
+            f"cannot switch its saved rule to {halting.rule!r} (objective {halting.objective!r})"
+        )
+    model.cfg = dataclasses.replace(model.cfg, halting=halting)
+    model.halting.cfg = halting
