@@ -38,6 +38,7 @@ def main() -> None:
         gen = getattr(dynamics, args.data)
     overrides = [
         f"max_loops={args.max_loops}",
+        "train_loops=poisson",
         "mu_rec=3",
         f"mu_bwd={args.max_loops}",
         "halting.rule=fixed",

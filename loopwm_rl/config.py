@@ -66,6 +66,11 @@ class HaltingConfig:
     """act: weight of the ponder cost N + R."""
     min_loops: int = 1
     """No rule halts before this many loops (convergence needs 2 to compare)."""
+    budget: float | None = None
+    """Compute budget: mean loops as a fraction of the loop cap. When set, ``fit`` (on its
+    held-out episodes) and ``train`` (on recent replay, before every evaluation) set the rule's
+    threshold (tol, tau or act_eps) so that mean loops match it; the configured threshold is
+    only the starting value. Ignored by ``fixed``."""
 
     def __post_init__(self) -> None:
         _choice("halting.rule", self.rule, HALTING_RULES)
@@ -74,6 +79,8 @@ class HaltingConfig:
             raise ConfigError(f"halting.min_loops={self.min_loops} must be >= 1")
         if not 0.0 < self.lambda_p < 1.0:
             raise ConfigError(f"halting.lambda_p={self.lambda_p} must lie in (0, 1)")
+        if self.budget is not None and not 0.0 < self.budget <= 1.0:
+            raise ConfigError(f"halting.budget={self.budget} must lie in (0, 1]: mean loops as a fraction of the cap")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -74,13 +75,16 @@ def fit(
 ) -> dict[str, float]:
     """Train a world model on ``data`` with a held-out episode split; writes ``model.pt``.
 
-    ``budget``: afterwards set the halting threshold so that mean loops on the held-out split
-    are ``budget * max_loops`` (:func:`loopwm_rl.calibration.calibrate`); saved with the model.
+    ``budget`` (default: the config's ``halting.budget``): afterwards set the halting threshold
+    so that mean loops on the held-out split are ``budget * max_loops``
+    (:func:`loopwm_rl.calibration.calibrate`); saved with the model.
     """
     if budget is not None:
-        threshold_field(model_cfg.halting)  # fail before training, not after
+        threshold_field(model_cfg.halting)  # an explicit budget for `fixed` fails before training
         if not 0.0 < budget <= 1.0:
             raise ValueError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
+    elif model_cfg.halting.rule != "fixed":
+        budget = model_cfg.halting.budget
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -110,7 +114,7 @@ def fit(
         model.eval()
         obs = torch.as_tensor(data["observations"][val_idx])
         halting, loops = calibrate(model, obs, torch.as_tensor(data["actions"][val_idx]), budget)
-        set_halting(model, halting)
+        set_halting(model, dataclasses.replace(halting, budget=budget))
         meta.update(halting_budget=budget, halting_val_mean_loops=loops)
         metrics = {**metrics, **validate(model, data, val_idx)}
         if logger:

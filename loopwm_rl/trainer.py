@@ -17,8 +17,9 @@ from tqdm import tqdm
 from loopwm_rl.agents import ActorCritic, PlanningAgent
 from loopwm_rl.envs import EnvError, make_env
 
+from .calibration import calibrate, set_halting, threshold_field
 from .checkpoint import CheckpointError, atomic_save, read_checkpoint, world_model_payload
-from .config import from_mapping, to_dict
+from .config import WorldModelConfig, from_mapping, to_dict
 from .depth import depth_summary
 from .logger import Logger
 from .replay import SequenceReplay
@@ -116,6 +117,9 @@ class Trainer:
             raise CheckpointError(f"{self.checkpoint_path} is not a training checkpoint")
         try:
             self.model.load_state_dict(payload["state_dict"])
+            saved = from_mapping(WorldModelConfig, payload["model_config"], prefix="model.")
+            if saved.halting.budget is not None and saved.halting.rule == self.model.cfg.halting.rule:
+                set_halting(self.model, saved.halting)  # the threshold calibrated before the stop
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.critic is not None:
                 self.critic.load_state_dict(payload["critic"])
@@ -163,6 +167,19 @@ class Trainer:
         self.updates += 1
         return metrics
 
+    def _calibrate_halting(self) -> dict[str, float]:
+        """Reset the halting threshold to ``halting.budget`` on the latest replayed transitions
+        (the model changes as it trains, and so do the thresholds that meet a budget)."""
+        halting = self.model.cfg.halting
+        if halting.budget is None or halting.rule == "fixed":
+            return {}
+        td = self.replay.transitions()[-2048:]
+        action = td["action"].float() if td["action"].is_floating_point() else td["action"].long()
+        calibrated, loops = calibrate(self.model, td["obs"].to(self.device), action.to(self.device), halting.budget)
+        set_halting(self.model, calibrated)
+        field, _ = threshold_field(calibrated)
+        return {"depth/threshold": getattr(calibrated, field), "depth/calibrated_loops_mean": loops}
+
     def _seed_phase_done(self) -> dict[str, float]:
         self._set_normalization()
         metrics: dict[str, float] = {}
@@ -174,7 +191,7 @@ class Trainer:
         )
         for _ in bar:
             metrics = self._update()
-        return metrics
+        return {**metrics, **self._calibrate_halting()}
 
     # ------------------------------------------------------------------ evaluation
 
@@ -182,6 +199,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Episodes with the evaluation action; also scores the model's one-step depth on
         every real transition (loops, prediction error, hard label)."""
+        calibration = self._calibrate_halting()
         returns, loops, hard, errors, residuals, plan = [], [], [], [], [], []
         self.model.eval()
         for ep in range(self.cfg.train.eval_episodes):
@@ -223,6 +241,7 @@ class Trainer:
             "depth/retention_max": float(self.model.retention().max()),
             **depth_summary(np.array(loops), np.array(hard) if has_hard else None, np.stack(residuals)),
             **{k: float(np.mean([p[k] for p in plan])) for k in plan[0]},
+            **calibration,
         }
         self.last_eval = metrics
         return metrics

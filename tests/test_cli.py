@@ -34,6 +34,8 @@ def test_train_then_resume_continues_counters_and_buffer(tmp_path, capsys):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(r["env_step"] for r in records) == 300
     assert any("eval/return_mean" in r and "depth/loops_mean" in r for r in records)
+    # the default rule's threshold follows halting.budget, re-set before every evaluation
+    assert any("depth/threshold" in r for r in records)
     assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "buffer").is_dir()
 
     assert run("train", "--resume", run_dir, "train.total_steps=400", "--quiet") == 0
@@ -70,6 +72,21 @@ def test_collect_fit_score_on_a_suite_env(tmp_path, capsys):
     assert all(1 <= int(r["loops"]) <= 4 for r in rows)
     assert [int(r["t"]) for r in rows[:3]] == [0, 1, 2] and rows[0]["episode"] == "0"
     assert "AUROC" in capsys.readouterr().out
+
+
+def test_fit_budget_sets_the_saved_threshold(tmp_path, capsys):
+    from loopwm_rl.checkpoint import load_world_model
+
+    data = tmp_path / "ball.npz"
+    assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 400, "--out", data, "--quiet") == 0
+    fit = ["fit", "--data", data, "looped", "debug", "--updates", 5, "--quiet"]
+    assert run(*fit, "--out", tmp_path / "a", "--budget", 0.5) == 0
+    model, meta = load_world_model(tmp_path / "a" / "model.pt")
+    assert meta["halting_budget"] == 0.5 and model.cfg.halting.budget == 0.5
+    assert 1.0 <= meta["halting_val_mean_loops"] <= model.cfg.max_loops
+    assert run(*fit, "halting.rule=fixed", "--out", tmp_path / "b", "--budget", 0.5) == 2
+    assert "no threshold to calibrate" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "model.pt").exists()
 
 
 def test_score_works_on_a_dataset_made_elsewhere(tmp_path):

@@ -35,7 +35,7 @@ def test_fits_the_bouncing_ball_env_and_hard_labels_mean_something():
     """Random-policy data from a suite env: the model fits it, and its error on transitions
     labelled hard is far above the error on easy ones."""
     train = rollout_env("LoopWM/BouncingBall-v0", 64, 100, seed=0)
-    model = fit(train, ["max_loops=4", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"], 700)
+    model = fit(train, ["max_loops=4", "train_loops=poisson", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"], 700)
     test = rollout_env("LoopWM/BouncingBall-v0", 16, 100, seed=1)
     err, loops = one_step_errors(model, test)
     hard = torch.from_numpy(test["hard"].reshape(-1))
@@ -48,7 +48,7 @@ def test_fits_the_bouncing_ball_env_and_hard_labels_mean_something():
 
 @pytest.mark.slow
 def test_extra_loops_lower_held_out_error():
-    overrides = ["max_loops=4", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"]
+    overrides = ["max_loops=4", "train_loops=poisson", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"]
     model = fit(standard_map(64, 100, seed=0), overrides, 1200)
     test = standard_map(16, 100, seed=1)
     err1, _ = one_step_errors(model, test, max_loops=1)
