@@ -1,6 +1,7 @@
 """Spread over seeds of the setting ``tests/test_learning.py`` uses for the default halting rule:
 ``looped small`` fitted on 10k random-policy bouncing-ball transitions (800 updates, lr 3e-3),
-threshold set by a 25 % compute budget on held-out episodes, AUROC of loops for ``hard`` on
+threshold set by the default compute budget (``halting.budget``, 20 % of ``max_loops``) on
+held-out episodes, AUROC of loops for ``hard`` on
 4k fresh transitions. Sets the test's threshold.
 
     python benchmarks/halting_auroc_small.py --seeds 0 1 2
@@ -26,6 +27,7 @@ from loopwm_rl.offline import fit, one_step
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--budget", type=float, default=None, help="default: the config's halting.budget")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -43,7 +45,7 @@ def main() -> None:
                 Path(out),
                 updates=800,
                 lr=3e-3,
-                budget=0.25,
+                budget=args.budget,
                 seed=seed,
                 threads=args.threads,
                 progress=False,
