@@ -201,9 +201,10 @@ def test_compare_looped_and_stacked_on_the_same_data(tmp_path, capsys):
     out = tmp_path / "cmp"
     assert run("compare", "looped", "debug", "--data", data, "--out", out, "--seeds", 0, "--updates", 5, "--quiet") == 0
     rows = list(csv.DictReader((out / "compare.csv").open()))
-    assert [r["model"] for r in rows] == ["looped", "stacked (param-matched, L=1)", "stacked (compute-matched, L=2)"]
+    # debug: max_loops 4, every training sequence runs all 4 loops -> a 4-block stacked model
+    assert [r["model"] for r in rows] == ["looped", "stacked (param-matched, L=1)", "stacked (compute-matched, L=4)"]
     looped, param, compute = rows
-    assert looped["block_params"] == param["block_params"] and int(compute["block_params"]) == 2 * int(
+    assert looped["block_params"] == param["block_params"] and int(compute["block_params"]) == 4 * int(
         param["block_params"]
     )
     assert float(compute["mflops_per_transition"]) > float(param["mflops_per_transition"])
