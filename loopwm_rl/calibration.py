@@ -9,6 +9,7 @@ this way were stable across seeds where thresholds chosen by validation error we
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import torch
@@ -17,12 +18,13 @@ from .config import HaltingConfig
 from .world_model import WorldModel
 
 # (rule, objective) -> (HaltingConfig field, candidates). Each field moves mean loops
-# monotonically; a grid (not bisection) keeps that true for either direction.
+# monotonically; a grid (not bisection) keeps that true for either direction. The upper tails
+# reach gains and changes far above a trained model's: early in online training they are large.
 THRESHOLDS = {
-    ("learned", "gain"): ("tau", np.geomspace(1e-6, 3.0, 65)),
+    ("learned", "gain"): ("tau", np.concatenate([np.geomspace(1e-6, 3.0, 65), np.geomspace(3.8, 1e3, 25)])),
     ("learned", "improve"): ("tau", np.linspace(0.02, 0.98, 49)),
     ("learned", "ponder"): ("tau", np.linspace(0.02, 0.98, 49)),
-    ("convergence", None): ("tol", np.geomspace(1e-4, 3.0, 49)),
+    ("convergence", None): ("tol", np.concatenate([np.geomspace(1e-4, 3.0, 49), np.geomspace(3.7, 1e2, 15)])),
     ("act", None): ("act_eps", np.linspace(0.0, 0.98, 50)),
 }
 
@@ -70,6 +72,12 @@ def calibrate(
                 best = (float(value), cfg, loops)
     finally:
         model.train(was_training)
+    if abs(best[2] - target) > max(0.5, 0.1 * target):
+        warnings.warn(
+            f"halting budget {budget} asks for {target:.2f} mean loops; the closest {base.rule} threshold "
+            f"({field}={best[0]:.3g}) gives {best[2]:.2f}",
+            stacklevel=2,
+        )
     return best[1], best[2]
 
 

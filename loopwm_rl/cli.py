@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FRACTION",
         help="after fitting, set the halting threshold so that mean loops on the held-out split are "
-        "FRACTION x max_loops (adaptive rules only)",
+        "FRACTION x max_loops (adaptive rules only; default: the config's halting.budget)",
     )
     fit.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"])
     fit.add_argument("--quiet", action="store_true")

@@ -112,3 +112,12 @@ def test_poisson_train_mean_loops_matches_the_schedule():
     model = make(overrides=["max_loops=5", "train_loops=poisson", "mu_rec=3"])
     stop = model.train_schedule(50_000, torch.Generator().manual_seed(0)).stop_at.float()
     assert model.cfg.train_mean_loops == pytest.approx(float(stop.mean()), abs=0.03)
+
+
+def test_an_unreachable_budget_warns_with_the_loops_it_got():
+    model = make(overrides=["halting.rule=learned", "max_loops=6"]).eval()
+    obs, act = inputs(model, 64)
+    # convergence compares two loops: it cannot average 0.3 loops
+    with pytest.warns(UserWarning, match="asks for 0.30 mean loops"):
+        _, loops = calibrate(model, obs, act, 0.05, rule="convergence")
+    assert loops >= 2.0
