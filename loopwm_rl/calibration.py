@@ -41,6 +41,7 @@ def threshold_field(halting: HaltingConfig) -> tuple[str, np.ndarray]:
 
 @torch.no_grad()
 def mean_loops(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, halting: HaltingConfig) -> float:
+    """Mean loops one step from each observation uses under ``halting``."""
     return float(model.step(model.encode(obs), actions, halting=halting).loops.float().mean())
 
 

@@ -79,10 +79,9 @@ def fit(
     so that mean loops on the held-out split are ``budget * max_loops``
     (:func:`loopwm_rl.calibration.calibrate`); saved with the model.
     """
-    if budget is not None:
-        threshold_field(model_cfg.halting)  # an explicit budget for `fixed` fails before training
-        if not 0.0 < budget <= 1.0:
-            raise ValueError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
+    if budget is not None:  # an explicit budget that cannot apply fails before training
+        threshold_field(model_cfg.halting)
+        dataclasses.replace(model_cfg.halting, budget=budget)  # HaltingConfig checks its range
     elif model_cfg.halting.rule != "fixed":
         budget = model_cfg.halting.budget
     torch.set_num_threads(threads)
