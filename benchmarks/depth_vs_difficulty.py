@@ -4,8 +4,9 @@ loops on hard vs easy transitions, compute used, one-step error against the fixe
 ``max_loops`` and at equal compute, and test-time depth scaling.
 
 Per env and seed: one random-policy dataset split by episode (train 70 % / validation 10 % /
-test 20 %), one model fitted with the ``learned`` rule (also scored with ``convergence`` and
-``fixed``, which need no training, on the same weights) and one with ``act``. Thresholds of
+test 20 %) and one model fitted with the ``learned`` rule; ``convergence`` and ``fixed`` need
+no training and are scored on its weights, the other heads (``--rules``) are trained on its
+frozen weights (:func:`fit_head`). Thresholds of
 adaptive rules are set on the validation split by compute budgets (mean loops =
 ``--budgets`` x max_loops, :func:`loopwm_rl.calibration.calibrate`). The equal-compute
 baseline is a fixed policy with exactly the adaptive rule's mean loops (a share of rows at

@@ -62,24 +62,26 @@ def calibrate(
     base = model.cfg.halting if rule is None else dataclasses.replace(model.cfg.halting, rule=rule)
     field, candidates = threshold_field(base)
     target = budget * model.cfg.max_loops
-    best: tuple[float, HaltingConfig, float] | None = None
+    best: tuple[HaltingConfig, float] | None = None
     was_training = model.training
     model.eval()
     try:
-        for value in candidates:
-            cfg = dataclasses.replace(base, **{field: float(value)})
-            loops = mean_loops(model, obs, actions, cfg)
-            if best is None or abs(loops - target) < abs(best[2] - target):
-                best = (float(value), cfg, loops)
+        with torch.no_grad():
+            z = model.encode(obs)  # (N, O + D): the same for every candidate
+            for value in candidates:
+                cfg = dataclasses.replace(base, **{field: float(value)})
+                loops = float(model.step(z, actions, halting=cfg).loops.float().mean())
+                if best is None or abs(loops - target) < abs(best[1] - target):
+                    best = (cfg, loops)
     finally:
         model.train(was_training)
-    if abs(best[2] - target) > max(0.5, 0.1 * target):
+    if abs(best[1] - target) > max(0.5, 0.1 * target):
         warnings.warn(
             f"halting budget {budget} asks for {target:.2f} mean loops; the closest {base.rule} threshold "
-            f"({field}={best[0]:.3g}) gives {best[2]:.2f}",
+            f"({field}={getattr(best[0], field):.3g}) gives {best[1]:.2f}",
             stacklevel=2,
         )
-    return best[1], best[2]
+    return best
 
 
 def set_halting(model: WorldModel, halting: HaltingConfig) -> None:

@@ -51,12 +51,16 @@ class SequenceReplay:
         flat = self.buffer.sample()  # (B * H,) slices laid end to end
         td = flat.reshape(self.batch, self.horizon).transpose(0, 1)  # (H, B)
         obs = torch.cat([td["obs"][:1], td["next_obs"]], 0)  # (H + 1, B, O)
-        action = td["action"].float() if td["action"].is_floating_point() else td["action"].long()
-        return SequenceBatch(obs, action, td["reward"], td["terminated"])
+        return SequenceBatch(obs, _model_action(td["action"]), td["reward"], td["terminated"])
 
     def transitions(self) -> TensorDict:
         """Every stored transition (for normalisation statistics)."""
         return self.buffer[: len(self.buffer)]
+
+    def latest(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observations (n, O) and actions of the last ``n`` stored transitions, as the model takes them."""
+        td = self.buffer[max(0, len(self.buffer) - n) : len(self.buffer)]
+        return td["obs"], _model_action(td["action"])
 
     def save(self, path: str | Path) -> None:
         """Dump to ``path`` via a temporary folder and a rename, so a crash keeps the old dump."""
@@ -81,3 +85,8 @@ class SequenceReplay:
             self.buffer.loads(path)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise ValueError(f"the replay buffer in {path} cannot be restored: {err}") from err
+
+
+def _model_action(action: torch.Tensor) -> torch.Tensor:
+    """Stored actions keep the env's dtype; the world model takes float32 or int64."""
+    return action.float() if action.is_floating_point() else action.long()

@@ -173,9 +173,8 @@ class Trainer:
         halting = self.model.cfg.halting
         if halting.budget is None or halting.rule == "fixed":
             return {}
-        td = self.replay.transitions()[-2048:]
-        action = td["action"].float() if td["action"].is_floating_point() else td["action"].long()
-        calibrated, loops = calibrate(self.model, td["obs"].to(self.device), action.to(self.device), halting.budget)
+        obs, action = self.replay.latest(2048)
+        calibrated, loops = calibrate(self.model, obs.to(self.device), action.to(self.device), halting.budget)
         set_halting(self.model, calibrated)
         field, _ = threshold_field(calibrated)
         return {"depth/threshold": getattr(calibrated, field), "depth/calibrated_loops_mean": loops}
