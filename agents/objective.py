@@ -7,7 +7,7 @@ from typing import Protocol
 
 import torch
 
-from loopwm_rl.world_model import Rollout
+from loopwm_rl.outputs import Rollout
 
 
 class Dynamics(Protocol):

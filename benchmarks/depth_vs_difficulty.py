@@ -38,17 +38,12 @@ from loopwm_rl.dataset import SequenceSampler, collect, split_episodes
 from loopwm_rl.depth import auroc
 from loopwm_rl.envs import SUITE
 from loopwm_rl.halting import make_halting
-from loopwm_rl.offline import fit
+from loopwm_rl.offline import fit, score_transitions
 
 
 def errors_and_loops(model, data, idx, halting=None, max_loops=None):
-    with torch.no_grad():
-        obs = torch.as_tensor(data["observations"][idx])
-        nxt = torch.as_tensor(data["next_observations"][idx])
-        act = torch.as_tensor(data["actions"][idx])
-        out = model.step(model.encode(obs), act, halting=halting, max_loops=max_loops)
-        err = model.prediction_error(out.obs, nxt)
-    return err.numpy(), out.loops.numpy()
+    scores = score_transitions(model, data, idx, batch=len(idx), halting=halting, max_loops=max_loops)
+    return scores.error, scores.loops
 
 
 def calibrated(model, data, val_idx, rule: str, budget: float) -> HaltingConfig:

@@ -21,7 +21,7 @@ from loopwm_rl.checkpoint import load_world_model
 from loopwm_rl.config import load_model_config
 from loopwm_rl.dataset import collect
 from loopwm_rl.depth import auroc
-from loopwm_rl.offline import fit, one_step
+from loopwm_rl.offline import fit, score_transitions
 
 
 def main() -> None:
@@ -51,7 +51,7 @@ def main() -> None:
                 progress=False,
             )
             model, _ = load_world_model(Path(out) / "model.pt")
-        loops, _, _ = one_step(model, test, np.arange(len(test["observations"])))
+        loops = score_transitions(model, test, np.arange(len(test["observations"]))).loops
         hard = test["hard"]
         print(
             f"| {seed} | {auroc(loops, hard):.3f} | {loops[hard].mean():.2f} / {loops[~hard].mean():.2f} "

@@ -9,14 +9,11 @@ step) needs depth, so error at ``max_loops`` should sit well below error at 1 lo
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import dynamics
-from test_learning import fit
+from loopwm_rl import synthetic as dynamics
+from loopwm_rl.synthetic import fit_arrays as fit
 
 
 def main() -> None:
@@ -52,7 +49,7 @@ def main() -> None:
         test = gen(16, 100, seed=2 * seed + 1)
         per_k = [dynamics.one_step_errors(model, test, max_loops=k)[0] for k in range(1, args.max_loops + 1)]
         errs = [float(e.mean()) for e in per_k]
-        hard = torch.from_numpy(test["hard"].reshape(-1))
+        hard = test["hard"].reshape(-1)
         ratio = f"{float(per_k[-1][hard].mean()) / float(per_k[-1][~hard].mean()):.1f}" if hard.any() else "-"
         cells = " | ".join(f"{e:.4f}" for e in errs)
         print(f"| {seed} | {cells} | {errs[-1] / errs[0]:.2f} | {ratio} |", flush=True)

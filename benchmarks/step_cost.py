@@ -19,7 +19,7 @@ import time
 import torch
 
 from loopwm_rl import build_world_model, load_model_config
-from loopwm_rl.world_model import Schedule
+from loopwm_rl.halting import Schedule
 
 O, A = 8, 2
 

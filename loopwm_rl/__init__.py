@@ -2,14 +2,9 @@
 
 from .batch import SequenceBatch
 from .config import ConfigError, HaltingConfig, WorldModelConfig, load_model_config
-from .world_model import (
-    LoopedWorldModel,
-    Rollout,
-    StackedWorldModel,
-    StepOut,
-    WorldModel,
-    build_world_model,
-)
+from .models import LoopedWorldModel, StackedWorldModel, build_world_model
+from .outputs import Rollout, Scores, StepOut
+from .world_model import WorldModel
 
 __version__ = "0.1.0"
 
@@ -18,6 +13,7 @@ __all__ = [
     "HaltingConfig",
     "LoopedWorldModel",
     "Rollout",
+    "Scores",
     "SequenceBatch",
     "StackedWorldModel",
     "StepOut",

@@ -1,9 +1,9 @@
 """Set a halting rule's threshold from a compute budget on held-out transitions.
 
-A budget is the mean loops per step as a fraction of ``max_loops``. The threshold is the
-candidate whose mean loops on the given transitions lands closest to it. Thresholds chosen
-this way were stable across seeds where thresholds chosen by validation error were not
-(``research/DEPTH_CALIBRATION.md``, ``benchmarks/depth_vs_difficulty.py``).
+A budget is the mean loops per step as a fraction of the loop cap. The threshold is the
+candidate whose mean loops on the given transitions lands closest to it, so rules and models
+are compared at equal compute (``benchmarks/depth_vs_difficulty.py`` reports the loops each
+calibrated rule realised on fresh data).
 """
 
 from __future__ import annotations
@@ -39,12 +39,6 @@ def threshold_field(halting: HaltingConfig) -> tuple[str, np.ndarray]:
     return THRESHOLDS[key]
 
 
-@torch.no_grad()
-def mean_loops(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, halting: HaltingConfig) -> float:
-    """Mean loops one step from each observation uses under ``halting``."""
-    return float(model.step(model.encode(obs), actions, halting=halting).loops.float().mean())
-
-
 def calibrate(
     model: WorldModel,
     obs: torch.Tensor,
@@ -53,7 +47,7 @@ def calibrate(
     rule: str | None = None,
 ) -> tuple[HaltingConfig, float]:
     """Threshold of ``rule`` (default: the model's) whose mean loops on (obs (N, O), actions)
-    is closest to ``budget * max_loops``. Returns the halting config and the mean loops it gives.
+    is closest to ``budget * loop_cap``. Returns the halting config and the mean loops it gives.
 
     ``convergence`` compares two loops, so it cannot go below 2 loops per step.
     """
@@ -61,7 +55,7 @@ def calibrate(
         raise ValueError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
     base = model.cfg.halting if rule is None else dataclasses.replace(model.cfg.halting, rule=rule)
     field, candidates = threshold_field(base)
-    target = budget * model.cfg.max_loops
+    target = budget * model.cfg.loop_cap
     best: tuple[HaltingConfig, float] | None = None
     was_training = model.training
     model.eval()

@@ -13,7 +13,8 @@ import torch
 
 from .atomic import atomic_path
 from .config import ConfigError, WorldModelConfig, from_mapping, to_dict
-from .world_model import WorldModel, build_world_model
+from .models import build_world_model
+from .world_model import WorldModel
 
 FORMAT = "loopwm-rl/world-model"
 VERSION = 1

@@ -190,7 +190,7 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 
 def _cmd_model(args: argparse.Namespace) -> int:
     """Print a model preset's resolved config and its parameter counts."""
-    from .world_model import build_world_model
+    from .models import build_world_model
 
     presets, overrides = _split(args.items)
     cfg = load_model_config(presets or ["looped"], overrides)
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .envs import EnvError
     from .report import ReportError
-    from .training import NonFiniteLossError
+    from .update import NonFiniteLossError
 
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)

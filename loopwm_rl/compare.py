@@ -23,7 +23,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .checkpoint import load_world_model
 from .config import WorldModelConfig, to_dict
 from .dataset import split_episodes
-from .offline import fit, one_step, score
+from .offline import fit, score, score_transitions
 
 COLUMNS = [
     "model",
@@ -51,7 +51,8 @@ def variants(cfg: WorldModelConfig) -> dict[str, WorldModelConfig]:
 
 
 def measure(model, data: dict, idx: np.ndarray) -> dict[str, float]:
-    loops, errors, _ = one_step(model, data, idx)
+    scores = score_transitions(model, data, idx)
+    loops, errors = scores.loops, scores.error
     hard = data["hard"][idx] if "hard" in data else np.zeros(len(idx), bool)
     sample = idx[:1000]
     obs = torch.as_tensor(data["observations"][sample])

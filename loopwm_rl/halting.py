@@ -5,13 +5,17 @@ per-loop readout of the samples still active. A rule returns which of them halt 
 they emit. No rule can exceed the cap: the depth loop halts everything at the cap itself.
 
 Trainable rules (``learned``, ``act``) read *detached* features and are trained on *detached*
-per-loop losses, so the world model is the same whatever rule is chosen: a calibration found
-joint training (PonderNet through the world model) inverts the allocation
-(``research/DEPTH_CALIBRATION.md``).
+per-loop losses, so the world model is the same whatever rule is chosen (a prototype that
+trained PonderNet through the world model put fewer loops on hard transitions, not more; that
+measurement predates this repository and is not reproduced here).
+
+Training depth is a rule too: :class:`ScheduledHalting` runs each sample to the loop count its
+:class:`Schedule` draws and cuts gradients before the last ``mu_bwd`` loops.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import torch
@@ -44,6 +48,27 @@ class LoopReadout:
 EMITTED = ("z", "delta", "reward", "cont_logit")
 
 
+def feature_dim(latent_dim: int, obs_dim: int) -> int:
+    """Width F of :func:`halting_features`: the latent D, the change O and the loop fraction."""
+    return latent_dim + obs_dim + 1
+
+
+def halting_features(z: torch.Tensor, change: torch.Tensor, t: int, max_loops: int) -> torch.Tensor:
+    """What a trained rule sees after loop t: the next latent z (n, D), how much the predicted
+    delta moved this loop (n, O) and t / max_loops. Detached: the world model does not learn
+    from the halting head. Returns (n, F)."""
+    return torch.cat([z, change, torch.full_like(change[:, :1], t / max_loops)], -1).detach()
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Training depth per sample: run ``stop_at`` loops, cut gradients entering loop
+    ``detach_at + 1`` (truncated backprop through the last loops)."""
+
+    stop_at: torch.Tensor  # (B,) int64
+    detach_at: torch.Tensor  # (B,) int64
+
+
 class HaltingRule(nn.Module):
     """Base class. Subclasses implement ``decide`` and, when trainable, ``loss``."""
 
@@ -73,6 +98,15 @@ class HaltingRule(nn.Module):
         """Train on detached per-loop losses (B, K), their validity (B, K) and features (B, K, F)."""
         return losses.new_zeros(()), {}
 
+    def needs_readout(self, t: int, cap: int) -> bool:
+        """Whether :meth:`decide` must see loop t's predictions (a rule that cannot halt
+        before the cap lets the depth loop skip the readout)."""
+        return True
+
+    def cut_gradient(self, t: int, rows: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The state h (n, S, d) entering loop t for batch rows ``rows``; training rules detach it."""
+        return h
+
     def _allowed(self, t: int, n: int, like: torch.Tensor) -> torch.Tensor:
         return torch.full((n,), t >= self.cfg.min_loops, dtype=torch.bool, device=like.device)
 
@@ -82,8 +116,36 @@ class FixedHalting(HaltingRule):
 
     name = "fixed"
 
+    def needs_readout(self, t, cap):
+        return t >= cap
+
     def decide(self, t, cap, out, state):
         return torch.zeros(out.z.shape[0], dtype=torch.bool, device=out.z.device), out.fields()
+
+
+class ScheduledHalting(HaltingRule):
+    """Training depth: sample i halts at loop ``schedule.stop_at[i]``, and gradients do not
+    flow into the state entering loop ``detach_at[i] + 1`` (truncated backprop)."""
+
+    name = "scheduled"
+
+    def __init__(self, schedule: Schedule) -> None:
+        super().__init__(HaltingConfig(rule="fixed"))
+        self.schedule = schedule
+
+    @property
+    def cap(self) -> int:
+        return int(self.schedule.stop_at.max())
+
+    def cut_gradient(self, t, rows, h):
+        cut = (self.schedule.detach_at[rows] == t - 1)[:, None, None]  # (n, 1, 1)
+        return torch.where(cut, h.detach(), h)
+
+    def decide(self, t, cap, out, state):
+        return self.schedule.stop_at[state["rows"]] <= t, out.fields()
+
+    def start(self, n, like):
+        return {"rows": torch.arange(n, device=like.device)}
 
 
 class ConvergenceHalting(HaltingRule):
@@ -103,6 +165,8 @@ class ConvergenceHalting(HaltingRule):
 
 
 class _GateHead(nn.Module):
+    """A small MLP from the halting features to one logit per sample."""
+
     def __init__(self, in_dim: int, hidden: int = 64, bias: float = 0.0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
@@ -254,3 +318,27 @@ def make_halting(cfg: HaltingConfig, feature_dim: int) -> HaltingRule:
     if cfg.rule == "act":
         return ACTHalting(cfg, feature_dim)
     raise ValueError(f"unknown halting rule {cfg.rule!r}; expected one of fixed, convergence, learned, act")
+
+
+def override_rule(
+    trained: HaltingRule, trained_cfg: HaltingConfig, halting: str | HaltingConfig | None, feature_dim: int
+) -> HaltingRule:
+    """The rule a step runs: the trained one (``halting=None``), a rule without trained
+    parameters by name (``fixed``, ``convergence``), or a HaltingConfig (new thresholds for the
+    trained rule, sharing its head)."""
+    if halting is None or halting == trained.name:
+        return trained
+    if isinstance(halting, HaltingConfig):
+        if halting.rule == trained.name:
+            rule = copy.copy(trained)  # shares the trained head, not the thresholds
+            rule.cfg = halting
+            return rule
+        if halting.rule in ("fixed", "convergence"):
+            return make_halting(halting, feature_dim)
+        halting = halting.rule
+    if halting not in ("fixed", "convergence"):
+        raise ValueError(
+            f"halting={halting!r} cannot override the trained rule {trained.name!r}; "
+            "expected 'fixed' or 'convergence' (rules without trained parameters)"
+        )
+    return make_halting(dataclasses.replace(trained_cfg, rule=halting), feature_dim)

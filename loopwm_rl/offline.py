@@ -17,8 +17,10 @@ from .config import WorldModelConfig
 from .dataset import SequenceSampler, episode_index, split_episodes
 from .depth import depth_summary
 from .logger import Logger
-from .training import make_optimizer, update
-from .world_model import WorldModel, build_world_model
+from .models import build_world_model
+from .outputs import Scores
+from .update import make_optimizer, update
+from .world_model import WorldModel
 
 
 def dataset_sizes(data: dict) -> dict[str, int]:
@@ -28,31 +30,24 @@ def dataset_sizes(data: dict) -> dict[str, int]:
     return {"obs_dim": obs_dim, "action_dim": data["actions"].shape[1]}
 
 
-@torch.no_grad()
-def one_step(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096):
-    """Loops, normalised one-step error and residuals of the transitions ``idx``."""
-    loops, errors, residuals = [], [], []
+def score_transitions(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096, **step_kwargs) -> Scores:
+    """:meth:`WorldModel.score` over the dataset rows ``idx``, in chunks of ``batch``."""
+    parts = []
     for start in range(0, len(idx), batch):
         rows = idx[start : start + batch]
-        obs = torch.as_tensor(data["observations"][rows])
-        nxt = torch.as_tensor(data["next_observations"][rows])
-        act = torch.as_tensor(data["actions"][rows])
-        out = model.step(model.encode(obs), act)
-        err = model.prediction_error(out.obs, nxt)
-        loops.append(out.loops.numpy())
-        errors.append(err.numpy())
-        residuals.append(out.residuals.numpy())
-    return np.concatenate(loops), np.concatenate(errors), np.concatenate(residuals)
+        obs, act, nxt = (torch.as_tensor(data[k][rows]) for k in ("observations", "actions", "next_observations"))
+        parts.append(model.score(obs, act, nxt, **step_kwargs))
+    return Scores.cat(parts)
 
 
 def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]:
     """Held-out one-step error and depth metrics of the transitions ``idx``."""
     was_training = model.training
     model.eval()
-    loops, errors, residuals = one_step(model, data, idx)
+    scores = score_transitions(model, data, idx)
     model.train(was_training)
     hard = data["hard"][idx] if "hard" in data else None
-    return {"fit/val_pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}
+    return {"fit/val_pred_error": float(scores.error.mean()), **depth_summary(scores.loops, hard, scores.residuals)}
 
 
 def fit(
@@ -154,7 +149,8 @@ def score(run: str | Path, data: dict, out: Path) -> dict[str, float]:
             f"the dataset has {sizes['obs_dim']}-dim observations; the model expects {model.cfg.obs_dim}"
         )
     idx = np.arange(len(data["observations"]))
-    loops, errors, residuals = one_step(model, data, idx)
+    scores = score_transitions(model, data, idx)
+    loops, errors = scores.loops, scores.error
     episode, t = episode_index(data)
     hard = data.get("hard")
     with atomic_path(out) as tmp, tmp.open("w", newline="") as handle:
@@ -162,4 +158,4 @@ def score(run: str | Path, data: dict, out: Path) -> dict[str, float]:
         writer.writerow(["index", "episode", "t", "loops", "pred_error", "hard"])
         for i in idx:
             writer.writerow([i, episode[i], t[i], loops[i], f"{errors[i]:.6g}", "" if hard is None else int(hard[i])])
-    return {"fit/pred_error": float(errors.mean()), **depth_summary(loops, hard, residuals)}
+    return {"fit/pred_error": float(errors.mean()), **depth_summary(loops, hard, scores.residuals)}

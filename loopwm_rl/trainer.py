@@ -22,10 +22,10 @@ from .checkpoint import CheckpointError, atomic_save, read_checkpoint, world_mod
 from .config import WorldModelConfig, from_mapping, to_dict
 from .depth import depth_summary
 from .logger import Logger
+from .models import build_world_model
 from .replay import SequenceReplay
 from .runconfig import RunConfig
-from .training import make_optimizer, update
-from .world_model import build_world_model
+from .update import make_optimizer, update
 
 TRAIN_FORMAT = "loopwm-rl/train"
 
@@ -208,18 +208,17 @@ class Trainer:
             while not done:
                 action, stats = self.agent.act(obs, eval=True)
                 nxt, reward, terminated, truncated, info = self.eval_env.step(action)
-                out = self._one_step(obs, action)
-                err = float(self.model.prediction_error(out.obs, torch.as_tensor(nxt, device=self.device)[None])[0])
+                scores = self.model.score(*self._as_batch(obs, action, nxt))
                 trace.append(
                     {
                         "step": len(trace),
-                        "loops": int(out.loops[0]),
+                        "loops": int(scores.loops[0]),
                         "hard": bool(info.get("hard", False)),
                         "reward": float(reward),
-                        "pred_error": err,
+                        "pred_error": float(scores.error[0]),
                     }
                 )
-                residuals.append(out.residuals[0].cpu().numpy())
+                residuals.append(scores.residuals[0])
                 plan.append(stats.as_metrics())
                 total += reward
                 obs, done = nxt, terminated or truncated
@@ -245,13 +244,11 @@ class Trainer:
         self.last_eval = metrics
         return metrics
 
-    def _one_step(self, obs, action):
-        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.device)[None]
-        if self.model.cfg.discrete:
-            act = torch.tensor([int(action)], device=self.device)
-        else:
-            act = torch.as_tensor(np.asarray(action, np.float32), device=self.device)[None]
-        return self.model.step(self.model.encode(obs_t), act)
+    def _as_batch(self, obs, action, next_obs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One real transition as the model's batch of 1: obs (1, O), action (1, A) or (1,), next obs (1, O)."""
+        as_obs = lambda x: torch.as_tensor(np.asarray(x, np.float32), device=self.device)[None]  # noqa: E731
+        act = torch.tensor([int(action)], device=self.device) if self.model.cfg.discrete else as_obs(action)
+        return as_obs(obs), act, as_obs(next_obs)
 
     # ------------------------------------------------------------------ the loop
 

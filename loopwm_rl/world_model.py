@@ -2,9 +2,10 @@
 
 Verbs (all that planners, losses and tools call):
 
-- ``encode(obs) -> z``                           (B, O) -> (B, D)
+- ``encode(obs) -> z``                           (B, O) -> (B, O + D)
 - ``step(z, action) -> StepOut``                 one env step at adaptive depth
 - ``imagine(z0, actions) -> Rollout``            actions (H, B, A) or (H, B); the one loop over time
+- ``score(obs, action, next_obs) -> Scores``     real transitions judged: loops, error, residuals
 - ``loss(batch) -> (loss, metrics)``             multi-step training loss
 
 The latent z = [o_hat (O), features (latent_dim)] carries the model's normalised estimate of
@@ -17,78 +18,34 @@ After every loop a coda pools the tokens into the next latent and linear heads d
 next-observation delta, the reward and the continuation, so each loop's prediction is usable
 and a halting rule can stop any sample early. Halted samples leave the active set.
 
-``LoopedWorldModel`` uses one shared block for every loop; ``StackedWorldModel`` uses L
-distinct blocks run once each. Everything else is shared code.
+:mod:`loopwm_rl.models` holds the two subclasses: ``LoopedWorldModel`` uses one shared block
+for every loop, ``StackedWorldModel`` L distinct blocks run once each. Everything else is here.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 
 import torch
 from torch import nn
 
+from .active_set import ActiveSet
 from .blocks import StateInjection, TransformerBlock
 from .config import ConfigError, HaltingConfig, WorldModelConfig
-from .halting import EMITTED, FixedHalting, HaltingRule, LoopReadout, make_halting
+from .halting import (
+    HaltingRule,
+    LoopReadout,
+    Schedule,
+    ScheduledHalting,
+    feature_dim,
+    halting_features,
+    make_halting,
+    override_rule,
+)
+from .loss import sequence_loss
+from .outputs import PerLoop, Rollout, Scores, StepOut
 
-
-@dataclasses.dataclass
-class PerLoop:
-    """Every loop's (normalised) predictions, kept for per-loop supervision. Leading (K, B)."""
-
-    z: torch.Tensor  # (K, B, D) next latent features (without the observation estimate)
-    delta: torch.Tensor  # (K, B, O)
-    reward: torch.Tensor  # (K, B)
-    cont_logit: torch.Tensor  # (K, B)
-    features: torch.Tensor  # (K, B, F) detached
-    valid: torch.Tensor  # (K, B) bool: the sample ran this loop
-
-
-@dataclasses.dataclass
-class StepOut:
-    """The result of one env step for a batch of B samples."""
-
-    z: torch.Tensor  # (B, O + D) next latent
-    obs: torch.Tensor  # (B, O) predicted next observation
-    reward: torch.Tensor  # (B,)
-    cont: torch.Tensor  # (B,) probability that the episode continues
-    loops: torch.Tensor  # (B,) int64, loops this step used
-    residuals: torch.Tensor  # (B, K) relative latent change per loop, NaN after halting
-    delta: torch.Tensor  # (B, O) normalised next-observation delta
-    per_loop: PerLoop | None = None
-
-
-@dataclasses.dataclass
-class Rollout:
-    """StepOuts stacked over time: every tensor gains a leading H."""
-
-    z: torch.Tensor  # (H, B, O + D)
-    obs: torch.Tensor  # (H, B, O)
-    reward: torch.Tensor  # (H, B)
-    cont: torch.Tensor  # (H, B)
-    loops: torch.Tensor  # (H, B)
-    residuals: torch.Tensor  # (H, B, K)
-    delta: torch.Tensor  # (H, B, O)
-    per_loop: list[PerLoop] | None = None
-
-    @classmethod
-    def stack(cls, steps: list[StepOut]) -> Rollout:
-        fields = [f.name for f in dataclasses.fields(StepOut) if f.name != "per_loop"]
-        stacked = {name: torch.stack([getattr(s, name) for s in steps]) for name in fields}
-        per_loop = [s.per_loop for s in steps] if steps[0].per_loop is not None else None
-        return cls(**stacked, per_loop=per_loop)
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-    """Training depth per sample: run ``stop_at`` loops, cut gradients entering loop
-    ``detach_at + 1`` (truncated backprop through the last loops)."""
-
-    stop_at: torch.Tensor  # (B,) int64
-    detach_at: torch.Tensor  # (B,) int64
+__all__ = ["PerLoop", "Rollout", "Schedule", "Scores", "StepOut", "WorldModel"]
 
 
 class WorldModel(nn.Module):
@@ -125,7 +82,7 @@ class WorldModel(nn.Module):
         self.delta_head = self._head(D, O)
         self.reward_head = self._head(D, 1)
         self.cont_head = self._head(D, 1)
-        self.feature_dim = D + O + 1
+        self.feature_dim = feature_dim(D, O)
         self.halting = make_halting(cfg.halting, self.feature_dim)
         self.register_buffer("obs_loc", torch.zeros(O))
         self.register_buffer("obs_scale", torch.ones(O))
@@ -240,17 +197,18 @@ class WorldModel(nn.Module):
         if z.dim() != 2 or z.shape[-1] != self.cfg.state_dim:
             raise ValueError(f"latent has shape {tuple(z.shape)}, expected (B, {self.cfg.state_dim})")
         self.check_action(action, B)
-        cap = self._cap(max_loops)
-        rule = self._rule(halting)
+        if schedule is not None:
+            rule: HaltingRule = ScheduledHalting(schedule)
+            cap = rule.cap
+        else:
+            rule, cap = self._rule(halting), self._cap(max_loops)
         e = self._inject_input(z, action)  # (B, S, d)
-        out, loops, residuals, per_loop = self._think(
-            e, cap, rule, schedule=schedule, keep_loops=keep_loops, drop_halted=drop_halted
-        )
+        out, loops, residuals, per_loop = self._think(e, cap, rule, keep_loops=keep_loops, drop_halted=drop_halted)
         O = self.cfg.obs_dim
         obs_n = z[:, :O] + out["delta"] * (self.delta_scale / self.obs_scale)  # (B, O)
         return StepOut(
             z=torch.cat([obs_n, out["z"]], -1),  # (B, O + D)
-            obs=self.obs_loc + self.obs_scale * obs_n,
+            obs=self.obs_loc + self.obs_scale * obs_n,  # (B, O)
             reward=self.reward_loc + self.reward_scale * out["reward"],
             cont=torch.sigmoid(out["cont_logit"]),
             loops=loops,
@@ -270,10 +228,20 @@ class WorldModel(nn.Module):
             z = out.z
         return Rollout.stack(steps)
 
+    @torch.no_grad()
+    def score(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, **step_kwargs) -> Scores:
+        """Judge real transitions (B,): one step from ``encode(obs)``, its loops, its one-step
+        error against ``next_obs`` (:meth:`prediction_error`) and its residuals (B, K).
+        ``step_kwargs`` go to :meth:`step` (``max_loops``, ``halting``)."""
+        out = self.step(self.encode(obs), action, **step_kwargs)
+        return Scores(
+            loops=out.loops.cpu().numpy(),
+            error=self.prediction_error(out.obs, next_obs).cpu().numpy(),
+            residuals=out.residuals.cpu().numpy(),
+        )
+
     def loss(self, batch, generator: torch.Generator | None = None):
         """Multi-step training loss on a :class:`~loopwm_rl.batch.SequenceBatch`."""
-        from .objective import sequence_loss
-
         return sequence_loss(self, batch, generator=generator)
 
     # ------------------------------------------------------------------ introspection
@@ -304,24 +272,7 @@ class WorldModel(nn.Module):
         return max_loops
 
     def _rule(self, halting: str | HaltingConfig | None) -> HaltingRule:
-        """The configured rule, or an override: a rule name without trained parameters
-        (``fixed``, ``convergence``), or a HaltingConfig (new thresholds for the trained rule)."""
-        if halting is None or halting == self.halting.name:
-            return self.halting
-        if isinstance(halting, HaltingConfig):
-            if halting.rule == self.halting.name:
-                rule = copy.copy(self.halting)  # shares the trained head, not the thresholds
-                rule.cfg = halting
-                return rule
-            if halting.rule in ("fixed", "convergence"):
-                return make_halting(halting, self.feature_dim)
-            halting = halting.rule
-        if halting not in ("fixed", "convergence"):
-            raise ValueError(
-                f"halting={halting!r} cannot override the trained rule {self.halting.name!r}; "
-                "expected 'fixed' or 'convergence' (rules without trained parameters)"
-            )
-        return make_halting(dataclasses.replace(self.cfg.halting, rule=halting), self.feature_dim)
+        return override_rule(self.halting, self.cfg.halting, halting, self.feature_dim)
 
     def _inject_input(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """Tokens [state, action, slots...] through the prelude, LayerNorm and B̄: (B, S, d)."""
@@ -351,170 +302,42 @@ class WorldModel(nn.Module):
         }
 
     def _think(
-        self,
-        e: torch.Tensor,
-        cap: int,
-        rule: HaltingRule,
-        *,
-        schedule: Schedule | None = None,
-        keep_loops: bool = False,
-        drop_halted: bool = True,
+        self, e: torch.Tensor, cap: int, rule: HaltingRule, *, keep_loops: bool = False, drop_halted: bool = True
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, PerLoop | None]:
-        """The depth loop, written once for inference and training."""
+        """The depth loop, written once for inference and training: from h = 0, apply a block
+        to Ā h + B̄ e, read the predictions out, let the rule halt rows, retire them, repeat."""
         B = e.shape[0]
-        if schedule is not None:
-            rule = FixedHalting(HaltingConfig())
-            cap = int(schedule.stop_at.max())
-        idx = torch.arange(B, device=e.device)  # rows computed this loop
-        running = torch.ones(B, dtype=torch.bool, device=e.device)  # masked mode only
-        h = torch.zeros_like(e)
-        prev_delta = e.new_zeros(B, self.cfg.obs_dim)
+        active = ActiveSet(B, e.device, drop=drop_halted)
+        h = torch.zeros_like(e)  # (n, S, d): the rows still computed
+        prev_delta = e.new_zeros(B, self.cfg.obs_dim)  # (n, O)
         state = rule.start(B, e[:, 0, 0])
-        final = {k: None for k in EMITTED}
-        loops = torch.full((B,), cap, dtype=torch.long, device=e.device)
-        residuals = torch.full((B, cap), math.nan, device=e.device)
+        loops = torch.full((B,), cap, dtype=torch.long, device=e.device)  # (B,)
+        residuals = torch.full((B, cap), math.nan, device=e.device)  # (B, K)
         kept: list[tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]] = []
-        lazy = isinstance(rule, FixedHalting) and schedule is None and not keep_loops
         for t in range(1, cap + 1):
-            if schedule is not None:
-                cut = (schedule.detach_at[idx] == t - 1)[:, None, None]
-                h = torch.where(cut, h.detach(), h)
-            h_new = self.block_at(t - 1)(self.injection(h, e[idx]))  # (n, S, d)
-            with torch.no_grad():
-                residual = (h_new - h).flatten(1).norm(dim=-1) / (h_new.flatten(1).norm(dim=-1) + 1e-6)
-            if lazy and t < cap:  # nothing can halt before the cap: skip the per-loop readout
-                residuals[:, t - 1] = residual
-                h = h_new
+            h = rule.cut_gradient(t, active.rows, h)
+            h_new = self.block_at(t - 1)(self.injection(h, e[active.rows]))  # (n, S, d)
+            residuals[active.live, t - 1] = _relative_change(h_new, h)[active.running]
+            if not (keep_loops or rule.needs_readout(t, cap)):
+                h = h_new  # nothing can halt before the cap: skip the readout
                 continue
-            fields = self._readout(h_new)
-            change = fields["delta"] - prev_delta
-            if rule.trainable or keep_loops:
-                features = torch.cat(
-                    [fields["z"], change, torch.full_like(change[:, :1], t / self.cfg.max_loops)], -1
-                ).detach()
-            else:
-                features = change[:, :0]
-            readout = LoopReadout(**fields, change=change, features=features)
-            halt, emitted = rule.decide(t, cap, readout, state)
-            halt = halt | (t >= cap)
-            if schedule is not None:
-                halt = halt | (schedule.stop_at[idx] <= t)
-            newly = halt & running
-            rows = idx[newly]
-            for key in EMITTED:
-                if final[key] is None:
-                    final[key] = emitted[key].new_zeros(B, *emitted[key].shape[1:])
-                final[key] = final[key].index_copy(0, rows, emitted[key][newly])
-            loops[rows] = t
-            residuals[idx[running], t - 1] = residual[running]
+            fields = self._readout(h_new)  # z (n, D), delta (n, O), reward (n,), cont_logit (n,)
+            change = fields["delta"] - prev_delta  # (n, O)
+            needs_features = rule.trainable or keep_loops
+            features = halting_features(fields["z"], change, t, self.cfg.loop_cap) if needs_features else None
+            halt, emitted = rule.decide(t, cap, LoopReadout(**fields, change=change, features=features), state)
+            halt = halt | (t >= cap)  # (n,)
+            loops[active.emit(halt, emitted)] = t
             if keep_loops:
-                kept.append((idx[running], {**fields, "features": features}, running))
-            if drop_halted:
-                keep = ~halt
-                idx, h, prev_delta = idx[keep], h_new[keep], fields["delta"][keep]
-                state = {k: v[keep] for k, v in state.items()}
-                running = running[keep]
-            else:
-                running = running & ~halt
-                h, prev_delta = h_new, fields["delta"]
-            if not bool(running.any()):
+                kept.append((active.live, {**fields, "features": features}, active.running))
+            (h, prev_delta), state = active.advance(halt, h_new, fields["delta"], state=state)
+            if not active.any():
                 break
-        per_loop = self._assemble(kept, B) if keep_loops else None
-        return final, loops, residuals, per_loop
-
-    @staticmethod
-    def _assemble(kept, B: int) -> PerLoop:
-        """Scatter each loop's rows back into dense (K, B, ...) tensors."""
-        cols: dict[str, list[torch.Tensor]] = {k: [] for k in (*EMITTED, "features")}
-        valid = []
-        for rows, fields, running in kept:
-            for key in cols:
-                value = fields[key][running]
-                cols[key].append(value.new_zeros(B, *value.shape[1:]).index_copy(0, rows, value))
-            mask = torch.zeros(B, dtype=torch.bool, device=rows.device)
-            mask[rows] = True
-            valid.append(mask)
-        return PerLoop(**{k: torch.stack(v) for k, v in cols.items()}, valid=torch.stack(valid))
+        per_loop = PerLoop.scatter(kept, B) if keep_loops else None
+        return active.outputs, loops, residuals, per_loop
 
 
-class LoopedWorldModel(WorldModel):
-    """LoopWM: ONE shared transformer block applied up to ``max_loops`` times per env step.
-
-    Its parameter count does not depend on ``max_loops``. Training runs each sequence to
-    ``max_loops`` (``train_loops: max``) or to a loop count drawn from Poisson(``mu_rec``)
-    (clamped to [1, max_loops]), backpropagates through the last ``mu_bwd`` loops and
-    supervises every one of them.
-    """
-
-    def __init__(self, cfg: WorldModelConfig) -> None:
-        super().__init__(cfg)
-        self.block = TransformerBlock(cfg.token_dim, cfg.heads, cfg.mlp_ratio)
-        self._blocks = nn.ModuleList([self.block])
-
-    def block_at(self, t: int) -> nn.Module:
-        return self.block
-
-    def depth_blocks(self) -> nn.ModuleList:
-        return self._blocks
-
-    def train_schedule(self, batch_size, generator=None):
-        if self.cfg.train_loops == "max":
-            stop = torch.full((batch_size,), self.cfg.max_loops, dtype=torch.long)
-        else:
-            rate = torch.full((batch_size,), float(self.cfg.mu_rec))
-            stop = torch.poisson(rate, generator=generator).long().clamp(1, self.cfg.max_loops)
-        detach = (stop - self.cfg.mu_bwd).clamp_min(0)
-        device = self.pos.device
-        return Schedule(stop_at=stop.to(device), detach_at=detach.to(device))
-
-    def supervised(self, per_loop_valid, schedule):
-        K = per_loop_valid.shape[0]
-        loop = torch.arange(1, K + 1, device=per_loop_valid.device)[:, None]  # (K, 1)
-        return per_loop_valid & (loop > schedule.detach_at[None, :])
-
-
-class StackedWorldModel(WorldModel):
-    """The same model with ``blocks`` distinct transformer blocks, each run once.
-
-    A parameter-matched baseline is ``blocks: 1`` (one block, one pass); a compute-matched one
-    sets ``blocks`` to the looped model's mean loops. Only the ``fixed`` halting rule applies,
-    and only the last block's prediction is supervised, as in an ordinary deep network.
-    """
-
-    def __init__(self, cfg: WorldModelConfig) -> None:
-        if cfg.halting.rule != "fixed":
-            raise ConfigError(
-                f"halting.rule={cfg.halting.rule!r}: the stacked model runs all {cfg.blocks} blocks; expected 'fixed'"
-            )
-        super().__init__(cfg)
-        self.blocks = nn.ModuleList(
-            TransformerBlock(cfg.token_dim, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.blocks)
-        )
-
-    def block_at(self, t: int) -> nn.Module:
-        return self.blocks[t]
-
-    def depth_blocks(self) -> nn.ModuleList:
-        return self.blocks
-
-    def _cap(self, max_loops):
-        cap = super()._cap(max_loops)
-        if cap > self.cfg.blocks:
-            raise ValueError(f"max_loops={cap} exceeds the stacked model's {self.cfg.blocks} blocks")
-        return cap
-
-    def train_schedule(self, batch_size, generator=None):
-        device = self.pos.device
-        stop = torch.full((batch_size,), self.cfg.blocks, dtype=torch.long, device=device)
-        return Schedule(stop_at=stop, detach_at=torch.zeros_like(stop))
-
-    def supervised(self, per_loop_valid, schedule):
-        K = per_loop_valid.shape[0]
-        loop = torch.arange(1, K + 1, device=per_loop_valid.device)[:, None]
-        return per_loop_valid & (loop == schedule.stop_at[None, :])
-
-
-def build_world_model(cfg: WorldModelConfig) -> WorldModel:
-    """Build the model ``cfg.kind`` names from a resolved config."""
-    cls = {"looped": LoopedWorldModel, "stacked": StackedWorldModel}[cfg.kind]
-    return cls(cfg)
+def _relative_change(h_new: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """|h_new - h| / |h_new| per row (n,): the convergence curve the dashboards draw."""
+    with torch.no_grad():
+        return (h_new - h).flatten(1).norm(dim=-1) / (h_new.flatten(1).norm(dim=-1) + 1e-6)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import torch
 
-from loopwm_rl.world_model import Rollout
+from loopwm_rl.outputs import Rollout
 
 
 class PendulumModel:

@@ -13,7 +13,7 @@ from loopwm_rl.agents import ActorCritic, PlannerConfig, PlanningAgent
 from loopwm_rl.agents.optimizers import elite_weights
 from loopwm_rl.config import ConfigError
 from loopwm_rl.envs import make_env
-from loopwm_rl.world_model import Rollout
+from loopwm_rl.outputs import Rollout
 
 FAST = PlannerConfig(horizon=3, samples=32, elites=4, iterations=2)
 BOX = gym.spaces.Box(np.array([-1.0, -0.5], np.float32), np.array([1.0, 0.25], np.float32))

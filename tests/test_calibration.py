@@ -8,9 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_world_model import O, actions_for, make
 
-from loopwm_rl.calibration import THRESHOLDS, calibrate, mean_loops, set_halting
+from loopwm_rl.calibration import THRESHOLDS, calibrate, set_halting
 from loopwm_rl.checkpoint import load_world_model, save_world_model
 from loopwm_rl.config import HaltingConfig
+
+
+def mean_loops(model, obs, act, halting) -> float:
+    with torch.no_grad():
+        return float(model.step(model.encode(obs), act, halting=halting).loops.float().mean())
 
 
 def inputs(model, n=256, seed=0):

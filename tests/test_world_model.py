@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from loopwm_rl import SequenceBatch, build_world_model, load_model_config
 from loopwm_rl.config import ConfigError, HaltingConfig
-from loopwm_rl.training import NonFiniteLossError, make_optimizer, update
-from loopwm_rl.world_model import LoopedWorldModel, Schedule, StackedWorldModel
+from loopwm_rl.halting import Schedule
+from loopwm_rl.models import LoopedWorldModel, StackedWorldModel
+from loopwm_rl.update import NonFiniteLossError, make_optimizer, update
 
 O, A, N_ACT = 5, 2, 3
 
@@ -262,21 +263,28 @@ def test_train_schedule_samples_loops_within_cap():
     assert torch.all(stacked.train_schedule(10).stop_at == 3)
 
 
-def test_truncated_backprop_cuts_gradient_before_the_window():
+@pytest.mark.parametrize("detach_at", [0, 1, 3])
+def test_truncated_backprop_reaches_exactly_the_loops_after_the_cut(detach_at):
+    """With ``detach_at = d`` the state leaving loops 1..d gets no gradient and the state
+    leaving loops d+1..K does."""
     model = make(overrides=["max_loops=4"])
-    z = model.encode(torch.randn(2, O)).detach()
-    a = actions_for(model, 2)
-    sched = Schedule(stop_at=torch.tensor([4, 4]), detach_at=torch.tensor([3, 3]))
-    e = model._inject_input(z, a)
-    e.retain_grad()
-    out, *_ = model._think(e, 4, model.halting, schedule=sched)
-    out["delta"].sum().backward()
-    full = model._inject_input(z, a)
-    full.retain_grad()
-    out2, *_ = model._think(full, 4, model.halting, schedule=Schedule(torch.tensor([4, 4]), torch.tensor([0, 0])))
-    out2["delta"].sum().backward()
-    # only the last loop sees e with gradient in the first case: its gradient differs
-    assert not torch.allclose(e.grad, full.grad)
+    z = model.encode(torch.randn(3, O)).detach()
+    a = actions_for(model, 3)
+    outputs = []
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        outputs.append(output)
+
+    handle = model.block.register_forward_hook(keep)
+    try:
+        sched = Schedule(stop_at=torch.full((3,), 4), detach_at=torch.full((3,), detach_at))
+        model.step(z, a, schedule=sched).delta.sum().backward()
+    finally:
+        handle.remove()
+    assert len(outputs) == 4
+    reached = [out.grad is not None and bool(out.grad.abs().sum() > 0) for out in outputs]
+    assert reached == [t > detach_at for t in range(1, 5)]
 
 
 def test_loss_and_step_leave_inputs_unmutated():

@@ -1,19 +1,27 @@
-"""Datasets for world-model tests and benchmarks, time-major: suite-env rollouts and known
-dynamics that need depth."""
+"""Known dynamics for studying depth, in a time-major layout: suite-env rollouts, a substepped
+pendulum and the Chirikov standard map (maps a single shallow block cannot shortcut). Used by
+the learning tests and by ``benchmarks/loops_matter.py``."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from loopwm_rl.batch import SequenceBatch
+from .batch import SequenceBatch
+from .config import load_model_config
+from .models import build_world_model
+from .update import make_optimizer, update
+from .world_model import WorldModel
+
+TINY = ("latent_dim=32", "token_dim=32", "heads=2", "slots=2", "mlp_ratio=2", "encoder_hidden=64")
+"""Overrides of the small looped model that the learning tests and ``loops_matter`` fit."""
 
 
 def rollout_env(env_id: str, episodes: int, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random-policy rollouts of a suite env in the time-major layout of this module: obs
     (T + 1, E, O), actions (T, E, A), rewards (T, E), hard (T, E). Episodes must not end
     before ``steps`` (suite envs without termination)."""
-    from loopwm_rl.envs import make_env
+    from .envs import make_env
 
     env = make_env(env_id, max_episode_steps=steps + 1)
     env.action_space.seed(seed)
@@ -54,16 +62,14 @@ def sample_sequences(data: dict[str, np.ndarray], batch: int, horizon: int, rng:
     return SequenceBatch(obs, actions, rewards, torch.zeros_like(rewards, dtype=torch.bool))
 
 
-def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-transition normalised next-observation MSE and loops, flattened over (T, E)."""
+def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Per-transition normalised one-step error and loops (:meth:`WorldModel.score`), flattened over (T, E)."""
     O, A = data["obs"].shape[-1], data["actions"].shape[-1]
-    obs = torch.from_numpy(data["obs"][:-1].reshape(-1, O))
+    obs = torch.from_numpy(data["obs"][:-1].reshape(-1, O))  # (T * E, O)
     nxt = torch.from_numpy(data["obs"][1:].reshape(-1, O))
-    act = torch.from_numpy(data["actions"].reshape(-1, A))
-    with torch.no_grad():
-        out = model.step(model.encode(obs), act, **step_kwargs)
-        err = model.prediction_error(out.obs, nxt)
-    return err, out.loops
+    act = torch.from_numpy(data["actions"].reshape(-1, A))  # (T * E, A)
+    scores = model.score(obs, act, nxt, **step_kwargs)
+    return scores.error, scores.loops
 
 
 def pendulum(episodes: int, steps: int, seed: int = 0, substeps: int = 10, dt: float = 0.05) -> dict[str, np.ndarray]:
@@ -115,3 +121,23 @@ def standard_map(
     rewards = obs[1:, :, 0].astype(np.float32)
     hard = np.zeros((steps, episodes), dtype=bool)
     return {"obs": obs, "actions": actions.astype(np.float32), "rewards": rewards, "hard": hard}
+
+
+def fit_arrays(
+    data: dict[str, np.ndarray], overrides, updates: int, seed: int = 0, batch: int = 128, horizon: int = 1, lr=3e-3
+) -> WorldModel:
+    """A ``looped`` model with :data:`TINY` and ``overrides``, fitted for ``updates`` steps on
+    time-major arrays; returned in eval mode."""
+    torch.manual_seed(seed)
+    O, A = data["obs"].shape[-1], data["actions"].shape[-1]
+    cfg = load_model_config(["looped"], [*TINY, *overrides]).resolve(obs_dim=O, action_dim=A)
+    model = build_world_model(cfg)
+    obs = torch.from_numpy(data["obs"])  # (T + 1, E, O)
+    model.set_normalization(
+        obs[:-1].reshape(-1, O), obs[1:].reshape(-1, O), torch.from_numpy(data["rewards"]).reshape(-1)
+    )
+    opt = make_optimizer(model, lr=lr)
+    rng = np.random.default_rng(seed)
+    for _ in range(updates):
+        update(model, opt, sample_sequences(data, batch, horizon, rng))
+    return model.eval()
