@@ -74,7 +74,7 @@ class WorldModelEnv(gym.Env):
             self.action_space = spaces.Box(low, high, dtype=np.float32)
         self._real_env: gym.Env | None = None
         self._starts = self._initial_pool(
-            initial_observations if initial_observations is not None else self.meta.get("env_id")
+            initial_observations if initial_observations is not None else self.meta.get("env_id") or None
         )
         self._z: torch.Tensor | None = None
 
@@ -83,7 +83,8 @@ class WorldModelEnv(gym.Env):
         if source is None:
             raise CheckpointError(
                 "WorldModelEnv needs initial_observations (an (N, O) array, a dataset .npz or a "
-                "Gymnasium id); the checkpoint names no env_id"
+                "Gymnasium id): the checkpoint names no env id (a model fitted on a dataset without "
+                "one; refit with env.id=ID, or pass initial_observations=...)"
             )
         if isinstance(source, str) and not source.endswith(".npz"):
             self._real_env = gym.make(source)

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import torch
 
-from .config import HaltingConfig
+from .config import ConfigError, HaltingConfig
 from .world_model import WorldModel
 
 # (rule, objective) -> (HaltingConfig field, candidates). Each field moves mean loops
@@ -33,7 +33,7 @@ def threshold_field(halting: HaltingConfig) -> tuple[str, np.ndarray]:
     """The field a budget sets for this rule, and its candidate values."""
     key = (halting.rule, halting.objective if halting.rule == "learned" else None)
     if key not in THRESHOLDS:
-        raise ValueError(
+        raise ConfigError(
             f"halting rule {halting.rule!r} has no threshold to calibrate; expected one of convergence, learned, act"
         )
     return THRESHOLDS[key]
@@ -52,7 +52,7 @@ def calibrate(
     ``convergence`` compares two loops, so it cannot go below 2 loops per step.
     """
     if not 0.0 < budget <= 1.0:
-        raise ValueError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
+        raise ConfigError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
     base = model.cfg.halting if rule is None else dataclasses.replace(model.cfg.halting, rule=rule)
     field, candidates = threshold_field(base)
     target = budget * model.cfg.loop_cap

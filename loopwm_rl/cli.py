@@ -6,15 +6,16 @@ Examples::
     loopwm-rl train pendulum debug train.seed=1   # presets compose; key=value overrides last
     loopwm-rl train --resume runs/Pendulum-v1__pendulum__0__20261128-120000
     loopwm-rl collect --env LoopWM/BouncingBall-v0 --steps 20000 --out data/ball.npz
-    loopwm-rl fit --data data/ball.npz looped small --out runs/ball-fit
+    loopwm-rl fit --data data/ball.npz small fit.updates=2000 --out runs/ball-fit
     loopwm-rl score --run runs/ball-fit --data data/ball.npz --out scores.csv
-    loopwm-rl compare looped small --env LoopWM/BouncingBall-v0 --steps 20000 --out runs/compare-ball
+    loopwm-rl compare small env.id=LoopWM/BouncingBall-v0 compare.steps=20000 --out runs/compare-ball
     loopwm-rl report runs/Pendulum-v1__pendulum__0__20261128-120000
     loopwm-rl envs
     loopwm-rl model looped debug --obs-dim 4 --action-dim 2
 
 Bad input (unknown presets or keys, malformed datasets, incompatible or corrupt checkpoints)
-exits with status 2 and a message that names the problem.
+exits with status 2 and a message that names the problem; anything else is a bug and shows
+its traceback.
 """
 
 from __future__ import annotations
@@ -35,29 +36,28 @@ def _split(items: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .runconfig import load_run_config
-    from .trainer import Trainer, new_run_dir, read_run_config, save_config, summary
+    from .runconfig import apply_overrides, load_run_config
+    from .rundir import new_run_dir, read_config, summary, write_config
+    from .trainer import Trainer
 
     presets, overrides = _split(args.items)
     if args.resume:
         if presets:
             raise ConfigError(f"--resume takes overrides only, not presets {presets}")
         run_dir = Path(args.resume)
-        cfg = read_run_config(run_dir)
-        if overrides:
-            from .runconfig import apply_overrides
-
-            cfg = apply_overrides(cfg, overrides)
+        cfg = apply_overrides(read_config(run_dir), overrides)
+        if cfg.command != "train":
+            raise CheckpointError(f"{run_dir} was written by `{cfg.command}`, not `train`: nothing to resume")
         trainer = Trainer(cfg, run_dir, progress=not args.quiet)
         trainer.load()
-        save_config(cfg, run_dir)
+        write_config(run_dir, cfg)
         print(f"resuming {run_dir} at env step {trainer.step} with {len(trainer.replay)} transitions in the buffer")
     else:
         cfg = load_run_config(presets, overrides)
         trainer = Trainer(cfg, Path("."), progress=not args.quiet)  # fails on bad envs before any folder exists
         run_dir = new_run_dir(cfg)
         trainer.run_dir = run_dir
-        save_config(cfg, run_dir)
+        write_config(run_dir, cfg)
     metrics = trainer.run()
     print(summary(trainer.run_dir, metrics))
     return 0
@@ -76,51 +76,39 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_fit(args: argparse.Namespace) -> int:
-    import yaml
+def _with_dataset(cfg, data: dict, path: str):
+    """The config with ``fit.data`` and the env id the dataset names (an explicit, different
+    ``env.id`` is an error: the model would claim the wrong env)."""
+    import dataclasses
 
-    from .config import to_dict
+    from .dataset import dataset_meta
+    from .runconfig import EnvConfig
+
+    env_id, _, _ = dataset_meta(data)
+    if env_id and cfg.env.id not in (env_id, EnvConfig().id):
+        raise ConfigError(f"env.id={cfg.env.id!r}, but the dataset {path} was collected from {env_id!r}")
+    if not env_id and cfg.env.id == EnvConfig().id:
+        print(f"note: {path} names no env id; the model records none (set env.id=ID to record one)")
+        env_id = ""
+    env = dataclasses.replace(cfg.env, id=env_id or cfg.env.id)
+    return dataclasses.replace(cfg, env=env, fit=dataclasses.replace(cfg.fit, data=str(path)))
+
+
+def _cmd_fit(args: argparse.Namespace) -> int:
     from .dataset import load_dataset
     from .offline import fit
-    from .runconfig import WandbConfig
+    from .runconfig import load_run_config
+    from .rundir import summary
 
     presets, overrides = _split(args.items)
-    model_cfg = load_model_config(presets or ["looped"], overrides)
+    cfg = load_run_config(presets, overrides, command="fit")
     data = load_dataset(args.data)
+    cfg = _with_dataset(cfg, data, args.data)
     out = Path(args.out)
     if (out / "model.pt").exists():
         raise CheckpointError(f"{out / 'model.pt'} exists; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "model": to_dict(model_cfg),
-                "data": str(args.data),
-                "updates": args.updates,
-                "seed": args.seed,
-                "budget": args.budget,
-            }
-        )
-    )
-    metrics = fit(
-        data,
-        model_cfg,
-        out,
-        updates=args.updates,
-        batch=args.batch,
-        horizon=args.horizon,
-        lr=args.lr,
-        seed=args.seed,
-        threads=args.threads,
-        env_id=args.env or "",
-        wandb_cfg=WandbConfig(mode=args.wandb),
-        progress=not args.quiet,
-        budget=args.budget,
-    )
-    print(
-        f"wrote {out / 'model.pt'}; validation one-step error {metrics.get('fit/val_pred_error', float('nan')):.4f}, "
-        f"mean loops {metrics.get('depth/loops_mean', float('nan')):.2f}"
-    )
+    metrics = fit(data, cfg, out, progress=not args.quiet)
+    print(summary(out, metrics))
     return 0
 
 
@@ -143,23 +131,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from .compare import compare
     from .dataset import collect, load_dataset, save_dataset
     from .report import write_report
+    from .runconfig import load_run_config
 
     presets, overrides = _split(args.items)
-    cfg = load_model_config(presets or ["looped", "small"], overrides)
+    cfg = load_run_config(presets, overrides, command="compare")
     out = Path(args.out)
     if (out / "compare.csv").exists():
         raise CheckpointError(f"{out / 'compare.csv'} exists; choose another --out")
     if args.data:
         data = load_dataset(args.data)
-    elif args.env:
-        data = collect(args.env, args.steps, seed=0, progress=not args.quiet)
+        cfg = _with_dataset(cfg, data, args.data)
+    else:  # random transitions of env.id, kept beside the table
+        data = collect(cfg.env.id, cfg.compare.steps, seed=0, progress=not args.quiet)
         save_dataset(out / "data.npz", data)
-    else:
-        raise DatasetError("compare needs --data FILE.npz or --env ID (with --steps)")
-    compare(data, cfg, out, seeds=args.seeds, updates=args.updates, threads=args.threads, progress=not args.quiet)
+        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, data=str(out / "data.npz")))
+    compare(data, cfg, out, progress=not args.quiet)
     print((out / "compare.md").read_text())
     print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and {write_report(out)}")
     return 0
@@ -227,25 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     collect.set_defaults(func=_cmd_collect)
 
     fit = sub.add_parser("fit", help="train a world model offline on a dataset")
-    fit.add_argument("items", help="model presets from configs/model, then overrides", **items)
-    fit.add_argument("--data", required=True, help="FILE.npz")
-    fit.add_argument("--out", required=True, help="RUN_DIR")
-    fit.add_argument("--updates", type=int, default=2000)
-    fit.add_argument("--batch", type=int, default=128)
-    fit.add_argument("--horizon", type=int, default=3)
-    fit.add_argument("--lr", type=float, default=1e-3)
-    fit.add_argument("--seed", type=int, default=0)
-    fit.add_argument("--threads", type=int, default=2)
-    fit.add_argument("--env", default="", help="record the env id the data came from")
     fit.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        metavar="FRACTION",
-        help="after fitting, set the halting threshold so that mean loops on the held-out split are "
-        "FRACTION x max_loops (adaptive rules only; default: the config's halting.budget)",
+        "items",
+        help="model presets (configs/model) or experiment presets, then overrides (fit.updates=500, "
+        "fit.budget=0.25, model.max_loops=6, ...)",
+        **items,
     )
-    fit.add_argument("--wandb", default="disabled", choices=["offline", "online", "disabled"])
+    fit.add_argument("--data", required=True, help="FILE.npz (its env id and action bounds come along)")
+    fit.add_argument("--out", required=True, help="RUN_DIR")
     fit.add_argument("--quiet", action="store_true")
     fit.set_defaults(func=_cmd_fit)
 
@@ -257,14 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=_cmd_score)
 
     comp = sub.add_parser("compare", help="looped vs stacked world models on the same data and seeds")
-    comp.add_argument("items", help="model presets from configs/model, then overrides", **items)
-    comp.add_argument("--data", help="FILE.npz (or --env to collect one)")
-    comp.add_argument("--env", help="collect --steps random transitions from this env")
-    comp.add_argument("--steps", type=int, default=20_000)
+    comp.add_argument(
+        "items",
+        help="model or experiment presets, then overrides (compare.seeds=[0,1], fit.updates=500, "
+        "env.id=ID with compare.steps=N to collect data)",
+        **items,
+    )
+    comp.add_argument("--data", help="FILE.npz (default: collect compare.steps random transitions of env.id)")
     comp.add_argument("--out", required=True, help="output folder")
-    comp.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    comp.add_argument("--updates", type=int, default=2000)
-    comp.add_argument("--threads", type=int, default=2)
     comp.add_argument("--quiet", action="store_true")
     comp.set_defaults(func=_cmd_compare)
 
@@ -289,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from .envs import EnvError
     from .report import ReportError
+    from .run_setup import SpaceError
     from .update import NonFiniteLossError
 
     parser = build_parser()
@@ -301,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.items = [*args.items, *rest]
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, EnvError, ReportError, ValueError, NonFiniteLossError) as err:
+    except (ConfigError, DatasetError, CheckpointError, EnvError, SpaceError, ReportError, NonFiniteLossError) as err:
         print(f"loopwm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

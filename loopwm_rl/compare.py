@@ -17,13 +17,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
 from .checkpoint import load_world_model
-from .config import WorldModelConfig, to_dict
+from .config import WorldModelConfig
 from .dataset import split_episodes
 from .offline import fit, score, score_transitions
+from .runconfig import RunConfig
+from .rundir import write_config
 
 COLUMNS = [
     "model",
@@ -76,40 +77,23 @@ def measure(model, data: dict, idx: np.ndarray) -> dict[str, float]:
     }
 
 
-def compare(
-    data: dict,
-    cfg: WorldModelConfig,
-    out: Path,
-    *,
-    seeds=(0, 1, 2),
-    updates: int = 2000,
-    batch: int = 128,
-    horizon: int = 3,
-    lr: float = 1e-3,
-    threads: int = 2,
-    progress: bool = True,
-) -> list[dict]:
+def compare(data: dict, cfg: RunConfig, out: Path, *, progress: bool = True) -> list[dict]:
+    """Fit every variant of ``cfg.model`` on ``data`` for each of ``cfg.compare.seeds`` (as
+    ``cfg.fit`` says) and measure it on that seed's held-out episodes. Writes ``config.yaml``,
+    one fitted run directory per model and seed, ``compare.csv``, ``compare.md`` and the looped
+    model's per-transition ``scores.csv``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump({"model": to_dict(cfg), "seeds": list(seeds), "updates": updates}))
+    write_config(out, cfg)
     rows = []
-    for seed in seeds:
-        _, val = split_episodes(data, 0.1, seed)
+    for seed in cfg.compare.seeds:
+        _, val = split_episodes(data, cfg.fit.val_fraction, seed)
         idx = np.flatnonzero(val)
-        for name, variant in variants(cfg).items():
+        for name, variant in variants(cfg.model).items():
             run = out / f"{name.split(' ')[0]}-{variant.blocks if variant.kind == 'stacked' else 'K'}__seed{seed}"
+            fit_section = dataclasses.replace(cfg.fit, seed=seed)
+            fit_cfg = dataclasses.replace(cfg, command="fit", model=variant, fit=fit_section)
             start = time.perf_counter()
-            fit(
-                data,
-                variant,
-                run,
-                updates=updates,
-                batch=batch,
-                horizon=horizon,
-                lr=lr,
-                seed=seed,
-                threads=threads,
-                progress=progress,
-            )
+            fit(data, fit_cfg, run, progress=progress)
             fit_s = time.perf_counter() - start
             model, _ = load_world_model(run / "model.pt")
             rows.append({"model": name, "seed": seed, "fit_s": fit_s, **measure(model, data, idx)})
@@ -119,7 +103,7 @@ def compare(
         writer.writerows(rows)
     (out / "compare.md").write_text(markdown(rows))
     # the looped model's per-transition depth, for the report's depth views
-    score(out / f"looped-K__seed{seeds[0]}", data, out / "scores.csv")
+    score(out / f"looped-K__seed{cfg.compare.seeds[0]}", data, out / "scores.csv")
     return rows
 
 

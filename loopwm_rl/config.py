@@ -39,21 +39,26 @@ def _choice(name: str, value: str, choices: Iterable[str]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class HaltingConfig:
-    """How many loops a step runs (``LOOPWM_SPEC.md`` §2, §7)."""
+    """How many loops a step runs (``LOOPWM_SPEC.md`` §2, §7).
 
-    rule: str = "fixed"
+    The defaults are the recommended rule: the learned ``gain`` head, thresholded so that mean
+    loops are 20 % of the cap (chosen with ``benchmarks/depth_vs_difficulty.py``; BENCHMARKS.md,
+    "Depth vs difficulty").
+    """
+
+    rule: str = "learned"
     """``fixed`` | ``convergence`` | ``learned`` | ``act``."""
     tol: float = 0.05
     """convergence: halt once the RMS change of the predicted (normalised) delta between two
     loops falls below this."""
-    tau: float = 0.5
+    tau: float = 0.01
     """learned: halt when the predicted error reduction of later loops < tau (``gain``), when
     P(a later loop lowers the error by > eps) < tau (``improve``), or when the PonderNet gate
     lambda_t >= tau (``ponder``)."""
     eps: float = 1e-3
     """learned/improve: an improvement smaller than this (normalised MSE) does not count;
     learned/gain: the scale of the log1p regression target."""
-    objective: str = "improve"
+    objective: str = "gain"
     """learned: ``gain`` (how-much-will-later-loops-help head), ``improve``
     (will-another-loop-help head) or ``ponder`` (PonderNet gate)."""
     lambda_p: float = 0.3
@@ -66,7 +71,7 @@ class HaltingConfig:
     """act: weight of the ponder cost N + R."""
     min_loops: int = 1
     """No rule halts before this many loops (convergence needs 2 to compare)."""
-    budget: float | None = None
+    budget: float | None = 0.2
     """Compute budget: mean loops as a fraction of the loop cap. When set, ``fit`` (on its
     held-out episodes) and ``train`` (on recent replay, before every evaluation) set the rule's
     threshold (tol, tau or act_eps) so that mean loops match it; the configured threshold is
@@ -86,6 +91,9 @@ class HaltingConfig:
 @dataclasses.dataclass(frozen=True)
 class WorldModelConfig:
     """Architecture and loss weights of a looped or stacked latent world model.
+
+    The defaults are the recommended looped model; presets in ``configs/model/`` state only
+    what differs from them.
 
     ``obs_dim``, ``action_dim`` and ``num_actions`` are derived from the environment or the
     dataset by :meth:`resolve`; a checkpoint stores the resolved config so that the model
@@ -120,14 +128,14 @@ class WorldModelConfig:
     """Hard cap on loops per step (looped). The stacked model always runs ``blocks`` layers."""
     blocks: int = 1
     """Stacked model: the number L of distinct blocks, each run once."""
-    train_loops: str = "poisson"
+    train_loops: str = "max"
     """Training depth (looped): ``poisson`` draws each sequence's loop count from
     Poisson(``mu_rec``) clamped to [1, max_loops]; ``max`` runs every sequence to
     ``max_loops``, so every loop a halting rule may stop at is supervised and seen by the
     halting head (``benchmarks/depth_vs_difficulty.py`` measured it)."""
     mu_rec: float = 4.0
     """Training: mean of the per-sequence Poisson loop count (clamped to [1, max_loops])."""
-    mu_bwd: int = 3
+    mu_bwd: int = 8
     """Training: gradients flow through the last ``mu_bwd`` loops of each sequence."""
     w_obs: float = 1.0
     w_reward: float = 1.0

@@ -3,7 +3,8 @@
 Arrays, transitions in episode order: ``observations (N, O) float32``, ``actions (N, A)
 float32`` or ``(N,) int64``, ``rewards (N,)``, ``next_observations (N, O)``, ``terminations
 (N,) bool``, ``truncations (N,) bool``, optional ``hard (N,) bool``. An episode ends where
-``terminations | truncations``.
+``terminations | truncations``. Metadata, so that a model fitted on the file knows its env:
+``env_id`` (a string) and, for continuous actions, ``action_low`` / ``action_high`` (A,).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -19,6 +21,7 @@ from .atomic import atomic_path
 from .batch import SequenceBatch
 
 REQUIRED = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
+META = ("env_id", "action_low", "action_high")
 
 
 class DatasetError(ValueError):
@@ -57,7 +60,27 @@ def validate(data: dict[str, np.ndarray], where: str = "dataset") -> dict[str, n
         raise DatasetError(f"{where}: 'actions' must be (N, A) float or (N,) int, got {actions.shape} {actions.dtype}")
     if "hard" in data:
         out["hard"] = data["hard"].astype(bool).reshape(n)
+    if "env_id" in data:
+        out["env_id"] = np.asarray(str(np.asarray(data["env_id"])))  # a 0-d unicode array, no pickle
+    if ("action_low" in data) != ("action_high" in data):
+        raise DatasetError(f"{where}: 'action_low' and 'action_high' come together or not at all")
+    if "action_low" in data:
+        low, high = (np.asarray(data[k], np.float32).reshape(-1) for k in ("action_low", "action_high"))
+        if out["actions"].ndim != 2 or low.shape != (out["actions"].shape[1],) or high.shape != low.shape:
+            raise DatasetError(f"{where}: action bounds of shape {low.shape} do not fit actions {out['actions'].shape}")
+        out["action_low"], out["action_high"] = low, high
     return out
+
+
+def dataset_meta(data: dict[str, np.ndarray]) -> tuple[str, np.ndarray | None, np.ndarray | None]:
+    """``(env_id, action_low, action_high)`` of a dataset: ``""`` when it names no env; for
+    continuous actions without stored bounds, the range of the actions it holds."""
+    env_id = str(data["env_id"]) if "env_id" in data else ""
+    if data["actions"].ndim == 1:
+        return env_id, None, None
+    if "action_low" in data:
+        return env_id, data["action_low"], data["action_high"]
+    return env_id, data["actions"].min(0), data["actions"].max(0)
 
 
 def load_dataset(path: str | Path) -> dict[str, np.ndarray]:
@@ -119,6 +142,9 @@ def collect(env_id: str, steps: int, *, seed: int = 0, policy: str = "random", p
             episode += 1
             obs, _ = env.reset(seed=seed + episode)
     data = {k: np.asarray(v) for k, v in rows.items() if k != "hard" or has_hard}
+    data["env_id"] = np.asarray(env_id)
+    if isinstance(env.action_space, gym.spaces.Box):
+        data["action_low"], data["action_high"] = env.action_space.low, env.action_space.high
     return validate(data, env_id)
 
 

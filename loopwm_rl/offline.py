@@ -10,24 +10,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import run_setup
 from .atomic import atomic_path
-from .calibration import calibrate, set_halting, threshold_field
+from .calibration import threshold_field
 from .checkpoint import CheckpointError, load_world_model, save_world_model
-from .config import WorldModelConfig
-from .dataset import SequenceSampler, episode_index, split_episodes
+from .config import to_dict
+from .dataset import SequenceSampler, dataset_meta, episode_index, split_episodes
 from .depth import depth_summary
 from .logger import Logger
 from .models import build_world_model
 from .outputs import Scores
+from .runconfig import RunConfig
+from .rundir import find_checkpoint, write_config
 from .update import make_optimizer, update
 from .world_model import WorldModel
-
-
-def dataset_sizes(data: dict) -> dict[str, int]:
-    obs_dim = data["observations"].shape[1]
-    if data["actions"].ndim == 1:
-        return {"obs_dim": obs_dim, "num_actions": int(data["actions"].max()) + 1}
-    return {"obs_dim": obs_dim, "action_dim": data["actions"].shape[1]}
 
 
 def score_transitions(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096, **step_kwargs) -> Scores:
@@ -50,100 +46,66 @@ def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]
     return {"fit/val_pred_error": float(scores.error.mean()), **depth_summary(scores.loops, hard, scores.residuals)}
 
 
-def fit(
-    data: dict,
-    model_cfg: WorldModelConfig,
-    out_dir: Path,
-    *,
-    updates: int = 2000,
-    batch: int = 128,
-    horizon: int = 3,
-    lr: float = 1e-3,
-    val_fraction: float = 0.1,
-    eval_every: int = 250,
-    seed: int = 0,
-    threads: int = 2,
-    env_id: str = "",
-    wandb_cfg=None,
-    progress: bool = True,
-    budget: float | None = None,
-) -> dict[str, float]:
-    """Train a world model on ``data`` with a held-out episode split; writes ``model.pt``.
+def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> dict[str, float]:
+    """Train ``cfg.model`` on ``data`` as ``cfg.fit`` says, with a held-out episode split; writes
+    ``config.yaml``, ``metrics.jsonl`` and ``model.pt`` to ``out_dir``.
 
-    ``budget`` (default: the config's ``halting.budget``): afterwards set the halting threshold
-    so that mean loops on the held-out split are ``budget * max_loops``
-    (:func:`loopwm_rl.calibration.calibrate`); saved with the model.
+    Unless the rule is ``fixed``, the halting threshold is then set so that mean loops on the
+    held-out split are ``budget * loop_cap`` (``fit.budget``, else ``model.halting.budget``);
+    the calibrated threshold is saved with the model and in ``config.yaml``.
     """
-    if budget is not None:  # an explicit budget that cannot apply fails before training
-        threshold_field(model_cfg.halting)
-        dataclasses.replace(model_cfg.halting, budget=budget)  # HaltingConfig checks its range
-    elif model_cfg.halting.rule != "fixed":
-        budget = model_cfg.halting.budget
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = build_world_model(model_cfg.resolve(**dataset_sizes(data)))
-    train_mask, val_mask = split_episodes(data, val_fraction, seed)
+    f, model_cfg = cfg.fit, cfg.model
+    if f.budget is not None:
+        threshold_field(model_cfg.halting)  # a budget that cannot apply fails before training
+        model_cfg = dataclasses.replace(model_cfg, halting=dataclasses.replace(model_cfg.halting, budget=f.budget))
+    budget = model_cfg.halting.budget if model_cfg.halting.rule != "fixed" else None
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    write_config(out_dir, cfg)
+    rng = run_setup.start(f.seed, f.threads)
+    model = build_world_model(model_cfg.resolve(**run_setup.sizes_from_data(data)))
+    train_mask, val_mask = split_episodes(data, f.val_fraction, f.seed)
     idx = np.flatnonzero(train_mask)
     model.set_normalization(
         torch.as_tensor(data["observations"][idx]),
         torch.as_tensor(data["next_observations"][idx]),
         torch.as_tensor(data["rewards"][idx]),
     )
-    sampler = SequenceSampler(data, train_mask, horizon)
-    optimizer = make_optimizer(model, lr=lr)
-    logger = Logger(out_dir, {"model": model_cfg.__dict__, "updates": updates}, wandb_cfg) if wandb_cfg else None
+    sampler = SequenceSampler(data, train_mask, f.horizon)
+    optimizer = make_optimizer(model, lr=f.lr)
+    logger = Logger(out_dir, to_dict(cfg), cfg.wandb)
     val_idx = np.flatnonzero(val_mask) if val_mask.any() else idx[:2048]
     metrics: dict[str, float] = {}
-    bar = tqdm(range(1, updates + 1), desc="fit world model", disable=not progress, unit="update")
-    for i in bar:
-        metrics = update(model, optimizer, sampler.sample(batch, rng))
-        if i % eval_every == 0 or i == updates:
-            metrics = {**metrics, **validate(model, data, val_idx)}
-            bar.set_postfix(val=f"{metrics['fit/val_pred_error']:.4f}", loops=f"{metrics['depth/loops_mean']:.2f}")
-            if logger:
+    bar = tqdm(range(1, f.updates + 1), desc="fit world model", disable=not progress, unit="update")
+    try:
+        for i in bar:
+            metrics = update(model, optimizer, sampler.sample(f.batch_size, rng))
+            if i % f.eval_every == 0 or i == f.updates:
+                metrics = {**metrics, **validate(model, data, val_idx)}
+                bar.set_postfix(val=f"{metrics['fit/val_pred_error']:.4f}", loops=f"{metrics['depth/loops_mean']:.2f}")
                 logger.log(metrics, i)
-    meta: dict = {}
-    if budget is not None:
-        model.eval()
-        obs = torch.as_tensor(data["observations"][val_idx])
-        halting, loops = calibrate(model, obs, torch.as_tensor(data["actions"][val_idx]), budget)
-        set_halting(model, dataclasses.replace(halting, budget=budget))
-        meta.update(halting_budget=budget, halting_val_mean_loops=loops)
-        metrics = {**metrics, **validate(model, data, val_idx)}
-        if logger:
-            logger.log(metrics, updates)
-    if logger:
+        if budget is not None:
+            model.eval()
+            obs, act = (torch.as_tensor(data[k][val_idx]) for k in ("observations", "actions"))
+            metrics = {**metrics, **run_setup.calibrate_to_budget(model, obs, act, budget)}
+            metrics = {**metrics, **validate(model, data, val_idx)}
+            logger.log(metrics, f.updates)
+            write_config(out_dir, cfg, halting=model.cfg.halting)
+    finally:
         logger.close()
-    meta.update(
-        {
-            "env_id": env_id,
-            "updates": updates,
-            "val_pred_error": metrics.get("fit/val_pred_error", float("nan")),
-        }
-    )
-    if data["actions"].ndim == 2:
-        meta["action_low"] = data["actions"].min(0).tolist()
-        meta["action_high"] = data["actions"].max(0).tolist()
+    env_id, low, high = dataset_meta(data)
+    meta = {
+        **run_setup.action_meta(env_id or cfg.env.id, low=low, high=high),
+        "updates": f.updates,
+        "val_pred_error": metrics.get("fit/val_pred_error", float("nan")),
+    }
     save_world_model(out_dir / "model.pt", model.eval(), meta)
     return metrics
-
-
-def find_checkpoint(run: str | Path) -> Path:
-    """``model.pt`` of a fit run, ``checkpoints/last.pt`` of a training run, or a file."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    for candidate in (run / "model.pt", run / "checkpoints" / "last.pt"):
-        if candidate.is_file():
-            return candidate
-    raise CheckpointError(f"{run} holds no model.pt or checkpoints/last.pt")
 
 
 def score(run: str | Path, data: dict, out: Path) -> dict[str, float]:
     """Write ``index, episode, t, loops, pred_error, hard`` per transition to ``out`` (CSV)."""
     model, _ = load_world_model(find_checkpoint(run))
-    sizes = dataset_sizes(data)
+    sizes = run_setup.sizes_from_data(data)
     if sizes["obs_dim"] != model.cfg.obs_dim:
         raise CheckpointError(
             f"the dataset has {sizes['obs_dim']}-dim observations; the model expects {model.cfg.obs_dim}"

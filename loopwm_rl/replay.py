@@ -13,6 +13,7 @@ from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 
 from .batch import SequenceBatch
+from .checkpoint import CheckpointError
 
 logging.getLogger("torchrl").setLevel(logging.WARNING)  # one INFO line per storage otherwise
 
@@ -26,8 +27,10 @@ class SequenceReplay:
             storage=LazyTensorStorage(capacity),
             sampler=SliceSampler(slice_len=horizon, traj_key="episode", strict_length=True),
             batch_size=batch * horizon,
+            # its own generator, not the global one: sampling neither reseeds nor draws from the
+            # model's RNG, and dumps/loads carry its state across a resume
+            generator=torch.Generator().manual_seed(seed),
         )
-        torch.manual_seed(seed)
 
     def __len__(self) -> int:
         return len(self.buffer)
@@ -80,11 +83,11 @@ class SequenceReplay:
     def load(self, path: str | Path) -> None:
         path = Path(path)
         if (path / "prefetch.pkl").exists():
-            raise ValueError(f"{path} holds a pickled prefetch queue; refusing to unpickle it")
+            raise CheckpointError(f"{path} holds a pickled prefetch queue; refusing to unpickle it")
         try:
             self.buffer.loads(path)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
-            raise ValueError(f"the replay buffer in {path} cannot be restored: {err}") from err
+            raise CheckpointError(f"the replay buffer in {path} cannot be restored: {err}") from err
 
 
 def _model_action(action: torch.Tensor) -> torch.Tensor:

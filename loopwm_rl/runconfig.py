@@ -1,9 +1,13 @@
-"""The configuration of a whole run: env, model, planner, training and logging.
+"""The configuration of a whole run, online (``train``) or offline (``fit``, ``compare``): env,
+model, planner, online training, offline fitting, comparison and logging. One schema, saved as
+the run directory's ``config.yaml`` by :mod:`loopwm_rl.rundir`.
 
 Experiment presets live in ``configs/*.yaml``. Inside a section, ``preset: NAME`` (or a list)
 first loads ``configs/{group}/NAME.yaml`` for that section (groups: ``env``, ``model``,
 ``agent`` for the planner), then the section's other keys apply on top. Presets compose left
-to right; ``key=value`` overrides (``model.max_loops=4``, ``train.total_steps=500``) come last.
+to right; ``key=value`` overrides (``model.max_loops=4``, ``fit.updates=500``) come last.
+``fit`` and ``compare`` also take model presets by bare name (``fit ... stacked small``): a
+name found in ``configs/model/`` is a model preset there, any other an experiment preset.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from .config import (
 )
 
 GROUPS = {"env": "env", "model": "model", "planner": "agent"}
+COMMANDS = ("train", "fit", "compare")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +70,51 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class FitConfig:
+    """Offline fitting of a world model on a dataset (``fit``, and each model of ``compare``)."""
+
+    data: str = ""
+    """The dataset ``.npz`` (``--data`` sets it)."""
+    updates: int = 2000
+    batch_size: int = 128
+    horizon: int = 3
+    """Transitions per training sequence."""
+    lr: float = 1e-3
+    val_fraction: float = 0.1
+    """Fraction of whole episodes held out for validation and calibration."""
+    eval_every: int = 250
+    """Updates between validations."""
+    seed: int = 0
+    threads: int = 2
+    budget: float | None = None
+    """Overrides ``model.halting.budget`` for this fit; an error for the ``fixed`` rule."""
+
+    def __post_init__(self) -> None:
+        if self.updates < 1 or self.batch_size < 1 or self.horizon < 1 or self.eval_every < 1:
+            raise ConfigError("fit.updates, fit.batch_size, fit.horizon and fit.eval_every must be >= 1")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"fit.val_fraction={self.val_fraction} must lie in [0, 1)")
+        if self.budget is not None and not 0.0 < self.budget <= 1.0:
+            raise ConfigError(f"fit.budget={self.budget} must lie in (0, 1]: mean loops as a fraction of the cap")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig:
+    """Looped vs stacked world models fitted on the same data (``compare``)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Each model is fitted once per seed (the seed also picks the validation episodes)."""
+    steps: int = 20_000
+    """Random-policy transitions collected from ``env.id`` when no ``--data`` is given."""
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ConfigError("compare.seeds must name at least one seed")
+        if self.steps < 1:
+            raise ConfigError(f"compare.steps={self.steps} must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
 class WandbConfig:
     mode: str = "offline"
     """``offline`` (default; online when WANDB_API_KEY is set), ``online`` or ``disabled``."""
@@ -80,15 +130,21 @@ class WandbConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
+    command: str = "train"
+    """Derived: the command that wrote this config (``train``, ``fit`` or ``compare``)."""
     preset: str = ""
-    """Derived: the experiment presets this run was composed from."""
+    """Derived: the presets this run was composed from."""
     env: EnvConfig = dataclasses.field(default_factory=EnvConfig)
     model: WorldModelConfig = dataclasses.field(default_factory=WorldModelConfig)
     planner: PlannerConfig = dataclasses.field(default_factory=PlannerConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    fit: FitConfig = dataclasses.field(default_factory=FitConfig)
+    compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
     wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
 
     def __post_init__(self) -> None:
+        if self.command not in COMMANDS:
+            raise ConfigError(f"command={self.command!r} is not one of {list(COMMANDS)}")
         t = self.train
         if t.total_steps < 1 or t.seed_steps < 1 or t.seed_steps > t.total_steps:
             raise ConfigError(f"train.seed_steps={t.seed_steps} must lie in [1, train.total_steps={t.total_steps}]")
@@ -111,6 +167,20 @@ def _expand_sections(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_experiment(name: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An experiment preset with its sections expanded; ``base: NAME`` first loads another
+    experiment preset under it (shared settings of a family of presets)."""
+    if name in _seen:
+        raise ConfigError(f"preset {name!r} is its own base: {' -> '.join((*_seen, name))}")
+    preset = read_preset(".", name)
+    for derived in ("preset", "command"):
+        if derived in preset:
+            raise ConfigError(f"preset {name!r} may not set the derived key {derived!r}")
+    base = preset.pop("base", None)
+    data = read_experiment(base, (*_seen, name)) if base else {}
+    return merge_dicts(data, _expand_sections(preset))
+
+
 def experiment_presets() -> list[str]:
     return available_presets(".")
 
@@ -121,15 +191,23 @@ def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
     return from_mapping(RunConfig, data)
 
 
-def load_run_config(presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> RunConfig:
-    """Compose experiment presets (``configs/*.yaml``) and ``key=value`` overrides."""
+def load_run_config(
+    presets: Iterable[str] = (), overrides: Iterable[str] = (), *, command: str = "train"
+) -> RunConfig:
+    """Compose presets and ``key=value`` overrides into the config of ``command``.
+
+    ``train`` takes experiment presets (``configs/*.yaml``). ``fit`` and ``compare`` take
+    model presets by bare name as well (``configs/model/*.yaml``; a name there wins).
+    """
     presets = list(presets)
+    model_presets = available_presets("model") if command != "train" else []
     data: dict[str, Any] = {}
     for name in presets:
-        preset = read_preset(".", name)
-        if "preset" in preset:
-            raise ConfigError(f"preset {name!r} may not set the derived key 'preset'")
-        data = merge_dicts(data, _expand_sections(preset))
+        if name in model_presets:
+            data = merge_dicts(data, {"model": read_preset("model", name)})
+            continue
+        data = merge_dicts(data, read_experiment(name))
     data = merge_dicts(data, _expand_sections(parse_overrides(overrides)))
     data["preset"] = "+".join(presets) or "default"
+    data["command"] = command
     return from_mapping(RunConfig, data)

@@ -3,28 +3,25 @@ critic), evaluate, checkpoint. ``loopwm-rl train`` is a thin wrapper over :class
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
-import yaml
-from gymnasium import spaces
 from tqdm import tqdm
 
 from loopwm_rl.agents import ActorCritic, PlanningAgent
-from loopwm_rl.envs import EnvError, make_env
+from loopwm_rl.envs import make_env
 
-from .calibration import calibrate, set_halting, threshold_field
+from . import run_setup
 from .checkpoint import CheckpointError, atomic_save, read_checkpoint, world_model_payload
-from .config import WorldModelConfig, from_mapping, to_dict
+from .config import to_dict
 from .depth import depth_summary
 from .logger import Logger
 from .models import build_world_model
 from .replay import SequenceReplay
 from .runconfig import RunConfig
+from .rundir import write_config
 from .update import make_optimizer, update
 
 TRAIN_FORMAT = "loopwm-rl/train"
@@ -34,39 +31,18 @@ def env_kwargs(cfg: RunConfig) -> dict:
     return {"max_episode_steps": cfg.env.max_episode_steps} if cfg.env.max_episode_steps > 0 else {}
 
 
-def space_sizes(env: gym.Env) -> dict[str, int]:
-    """obs_dim and action_dim/num_actions of an env, or an EnvError naming the space."""
-    obs, act = env.observation_space, env.action_space
-    if not (isinstance(obs, spaces.Box) and len(obs.shape) == 1):
-        raise EnvError(f"observation space {obs} is not supported: expected a 1-D Box")
-    if isinstance(act, spaces.Discrete):
-        return {"obs_dim": obs.shape[0], "num_actions": int(act.n)}
-    if isinstance(act, spaces.Box) and len(act.shape) == 1:
-        return {"obs_dim": obs.shape[0], "action_dim": act.shape[0]}
-    raise EnvError(f"action space {act} is not supported: expected Discrete(n) or a 1-D Box")
-
-
-def action_meta(env: gym.Env, env_id: str) -> dict:
-    meta = {"env_id": env_id}
-    if isinstance(env.action_space, spaces.Box):
-        meta["action_low"] = env.action_space.low.tolist()
-        meta["action_high"] = env.action_space.high.tolist()
-    return meta
-
-
 class Trainer:
     """Owns the env, world model, optimiser, critic, planner, replay buffer and logger of a run."""
 
     def __init__(self, cfg: RunConfig, run_dir: str | Path, *, progress: bool = True) -> None:
         self.cfg, self.run_dir, self.progress = cfg, Path(run_dir), progress
         t = cfg.train
-        torch.set_num_threads(t.threads)
-        torch.manual_seed(t.seed)
+        run_setup.start(t.seed, t.threads)
         self.device = torch.device(t.device)
         self.env = make_env(cfg.env.id, **env_kwargs(cfg))
         self.eval_env = make_env(cfg.env.id, **env_kwargs(cfg))
         self.env.action_space.seed(t.seed)
-        model_cfg = cfg.model.resolve(**space_sizes(self.env))
+        model_cfg = cfg.model.resolve(**run_setup.sizes_from_spaces(self.env.observation_space, self.env.action_space))
         self.model = build_world_model(model_cfg).to(self.device)
         self.optimizer = make_optimizer(self.model, lr=t.lr)
         self.critic = None
@@ -92,8 +68,9 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save(self) -> Path:
-        """Model, optimisers, critic, counters and RNG state (atomically), then the buffer."""
-        payload = world_model_payload(self.model, action_meta(self.env, self.cfg.env.id))
+        """Model, optimisers, critic, counters and RNG state (atomically), then the buffer,
+        then ``config.yaml`` with the halting threshold in force."""
+        payload = world_model_payload(self.model, run_setup.action_meta(self.cfg.env.id, self.env.action_space))
         payload.update(
             format=TRAIN_FORMAT,
             run_config=to_dict(self.cfg),
@@ -109,17 +86,17 @@ class Trainer:
                 "pi": self.critic.pi_opt.state_dict(),
             }
         self.replay.save(self.run_dir / "buffer")
-        return atomic_save(payload, self.checkpoint_path)
+        path = atomic_save(payload, self.checkpoint_path)
+        write_config(self.run_dir, self.cfg, halting=self.model.cfg.halting)
+        return path
 
     def load(self) -> None:
         payload = read_checkpoint(self.checkpoint_path)
         if payload.get("format") != TRAIN_FORMAT:
             raise CheckpointError(f"{self.checkpoint_path} is not a training checkpoint")
         try:
+            # the calibrated threshold comes with the config: write_config keeps it in config.yaml
             self.model.load_state_dict(payload["state_dict"])
-            saved = from_mapping(WorldModelConfig, payload["model_config"], prefix="model.")
-            if saved.halting.budget is not None and saved.halting.rule == self.model.cfg.halting.rule:
-                set_halting(self.model, saved.halting)  # the threshold calibrated before the stop
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.critic is not None:
                 self.critic.load_state_dict(payload["critic"])
@@ -174,10 +151,7 @@ class Trainer:
         if halting.budget is None or halting.rule == "fixed":
             return {}
         obs, action = self.replay.latest(2048)
-        calibrated, loops = calibrate(self.model, obs.to(self.device), action.to(self.device), halting.budget)
-        set_halting(self.model, calibrated)
-        field, _ = threshold_field(calibrated)
-        return {"depth/threshold": getattr(calibrated, field), "depth/calibrated_loops_mean": loops}
+        return run_setup.calibrate_to_budget(self.model, obs.to(self.device), action.to(self.device), halting.budget)
 
     def _seed_phase_done(self) -> dict[str, float]:
         self._set_normalization()
@@ -334,50 +308,3 @@ class Trainer:
         except ReportError as err:  # a run stopped before its first evaluation has no depth data yet
             self.report_path = None
             print(f"no report written: {err}")
-
-
-# ---------------------------------------------------------------------- run directories
-
-
-def new_run_dir(cfg: RunConfig) -> Path:
-    env = cfg.env.id.replace("/", "-")
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.train.runs_dir) / f"{env}__{cfg.preset}__{cfg.train.seed}__{stamp}"
-    path, i = base, 1
-    while path.exists():  # never reuse (and so never overwrite) an existing run
-        path, i = base.with_name(f"{base.name}-{i}"), i + 1
-    path.mkdir(parents=True)
-    return path
-
-
-def save_config(cfg: RunConfig, run_dir: Path) -> None:
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
-def read_run_config(run_dir: str | Path) -> RunConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise CheckpointError(f"{run_dir} is not a run directory: {path.name} is missing")
-    data = yaml.safe_load(path.read_text())
-    return from_mapping(RunConfig, data)
-
-
-def summary(run_dir: Path, metrics: dict[str, float]) -> str:
-    def fmt(key: str) -> str:
-        value = metrics.get(key)
-        return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
-
-    lines = [
-        f"run: {run_dir}",
-        f"eval return: {fmt('eval/return_mean')} (std {fmt('eval/return_std')})",
-        f"mean loops per step: {fmt('depth/loops_mean')} (p95 {fmt('depth/loops_p95')})",
-    ]
-    if "depth/loops_hard_mean" in metrics or "depth/loops_easy_mean" in metrics:
-        lines.append(
-            f"loops on hard / easy steps: {fmt('depth/loops_hard_mean')} / {fmt('depth/loops_easy_mean')}"
-            f" (AUROC {fmt('depth/auroc_hard')})"
-        )
-    lines.append(f"metrics: {run_dir / 'metrics.jsonl'}; checkpoint: {run_dir / 'checkpoints' / 'last.pt'}")
-    if (run_dir / "report.html").is_file():
-        lines.append(f"report: {run_dir / 'report.html'} (open it in a browser; no network needed)")
-    return "\n".join(lines)

@@ -9,6 +9,8 @@ import yaml
 
 from loopwm_rl.cli import main
 from loopwm_rl.dataset import load_dataset
+from loopwm_rl.rundir import read_config
+from loopwm_rl.runconfig import load_run_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -63,7 +65,7 @@ def test_collect_fit_score_on_a_suite_env(tmp_path, capsys):
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 600, "--out", data, "--quiet") == 0
     ds = load_dataset(data)
     assert len(ds["observations"]) == 600 and ds["hard"].any()
-    assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "fit", "--updates", 30, "--quiet") == 0
+    assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "fit", "fit.updates=30", "--quiet") == 0
     scores = tmp_path / "scores.csv"
     assert run("score", "--run", tmp_path / "fit", "--data", data, "--out", scores) == 0
     rows = list(csv.DictReader(scores.open()))
@@ -79,12 +81,14 @@ def test_fit_budget_sets_the_saved_threshold(tmp_path, capsys):
 
     data = tmp_path / "ball.npz"
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 400, "--out", data, "--quiet") == 0
-    fit = ["fit", "--data", data, "looped", "debug", "--updates", 5, "--quiet"]
-    assert run(*fit, "--out", tmp_path / "a", "--budget", 0.5) == 0
-    model, meta = load_world_model(tmp_path / "a" / "model.pt")
-    assert meta["halting_budget"] == 0.5 and model.cfg.halting.budget == 0.5
-    assert 1.0 <= meta["halting_val_mean_loops"] <= model.cfg.max_loops
-    assert run(*fit, "halting.rule=fixed", "--out", tmp_path / "b", "--budget", 0.5) == 2
+    fit = ["fit", "--data", data, "looped", "debug", "fit.updates=5", "--quiet"]
+    assert run(*fit, "--out", tmp_path / "a", "fit.budget=0.5") == 0
+    model, _ = load_world_model(tmp_path / "a" / "model.pt")
+    saved = read_config(tmp_path / "a")
+    # the calibrated threshold is the one in force, in the model and in config.yaml alike
+    assert model.cfg.halting.budget == 0.5 and saved.model.halting == model.cfg.halting
+    assert saved.model.halting.tau != load_run_config(["debug"], command="fit").model.halting.tau
+    assert run(*fit, "model.halting.rule=fixed", "--out", tmp_path / "b", "fit.budget=0.5") == 2
     assert "no threshold to calibrate" in capsys.readouterr().err
     assert not (tmp_path / "b" / "model.pt").exists()
 
@@ -111,8 +115,7 @@ def test_score_works_on_a_dataset_made_elsewhere(tmp_path):
             "debug",
             "--out",
             tmp_path / "fit",
-            "--updates",
-            5,
+            "fit.updates=5",
             "--quiet",
         )
         == 0
@@ -171,12 +174,12 @@ def test_nothing_written_is_overwritten(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err and data.read_bytes() == before
     assert (
         run(
-            "fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "--updates", 2, "--horizon", 2, "--quiet"
+            "fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
         )
         == 0
     )
     model_bytes = (tmp_path / "f" / "model.pt").read_bytes()
-    assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "--updates", 2, "--quiet") == 2
+    assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "fit.updates=2", "--quiet") == 2
     assert (tmp_path / "f" / "model.pt").read_bytes() == model_bytes
 
 
@@ -185,7 +188,7 @@ def test_incompatible_checkpoint_for_dataset(tmp_path, capsys):
     assert run("collect", "--env", "Pendulum-v1", "--steps", 20, "--out", pend, "--quiet") == 0
     assert (
         run(
-            "fit", "--data", pend, "looped", "debug", "--out", tmp_path / "f", "--updates", 2, "--horizon", 2, "--quiet"
+            "fit", "--data", pend, "looped", "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
         )
         == 0
     )
@@ -199,7 +202,7 @@ def test_compare_looped_and_stacked_on_the_same_data(tmp_path, capsys):
     data = tmp_path / "ball.npz"
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 400, "--out", data, "--quiet") == 0
     out = tmp_path / "cmp"
-    assert run("compare", "looped", "debug", "--data", data, "--out", out, "--seeds", 0, "--updates", 5, "--quiet") == 0
+    assert run("compare", "looped", "debug", "--data", data, "--out", out, "compare.seeds=[0]", "fit.updates=5", "--quiet") == 0
     rows = list(csv.DictReader((out / "compare.csv").open()))
     # debug: max_loops 4, every training sequence runs all 4 loops -> a 4-block stacked model
     assert [r["model"] for r in rows] == ["looped", "stacked (param-matched, L=1)", "stacked (compute-matched, L=4)"]

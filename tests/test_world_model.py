@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loopwm_rl import SequenceBatch, build_world_model, load_model_config
-from loopwm_rl.config import ConfigError, HaltingConfig
+from loopwm_rl.config import ConfigError, HaltingConfig, WorldModelConfig
 from loopwm_rl.halting import Schedule
 from loopwm_rl.models import LoopedWorldModel, StackedWorldModel
 from loopwm_rl.update import NonFiniteLossError, make_optimizer, update
@@ -378,7 +378,14 @@ def test_unresolved_or_mismatched_configs_are_rejected():
     with pytest.raises(ValueError, match="exceeds the stacked model"):
         stacked = make(("stacked", "debug"), ["blocks=2"])
         stacked.step(stacked.encode(torch.randn(1, O)), torch.zeros(1, A), max_loops=3)
-    assert HaltingConfig().rule == "fixed"
+
+
+def test_the_config_defaults_are_the_recommended_looped_model():
+    """Presets state only what differs from the dataclass defaults, so `train` without presets
+    and `fit` build the same model."""
+    assert load_model_config(["looped"]) == WorldModelConfig()
+    assert load_model_config([]) == WorldModelConfig()
+    assert WorldModelConfig().halting == HaltingConfig(rule="learned", objective="gain", budget=0.2, tau=0.01)
 
 
 def test_halting_config_override_changes_thresholds_not_the_trained_head():

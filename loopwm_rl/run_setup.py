@@ -1,0 +1,64 @@
+"""What every run does around its world model, online or offline: threads and seeds, the
+model's sizes (from an env's spaces or a dataset's arrays), the action metadata saved beside
+the weights, and setting the halting threshold from a compute budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from .calibration import calibrate, set_halting, threshold_field
+from .world_model import WorldModel
+
+
+class SpaceError(ValueError):
+    """An environment's observation or action space is not one the world model can take."""
+
+
+def start(seed: int, threads: int) -> np.random.Generator:
+    """Set torch's threads and seed; returns the run's numpy generator."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def sizes_from_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> dict[str, int]:
+    """``obs_dim`` and ``action_dim`` or ``num_actions`` for :meth:`WorldModelConfig.resolve`."""
+    if not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1):
+        raise SpaceError(f"observation space {observation_space} is not supported: expected a 1-D Box")
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, spaces.Discrete):
+        return {"obs_dim": obs_dim, "num_actions": int(action_space.n)}
+    if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+        return {"obs_dim": obs_dim, "action_dim": action_space.shape[0]}
+    raise SpaceError(f"action space {action_space} is not supported: expected Discrete(n) or a 1-D Box")
+
+
+def sizes_from_data(data: dict[str, np.ndarray]) -> dict[str, int]:
+    """The same sizes from a dataset's arrays (discrete actions: the largest action + 1)."""
+    obs_dim = data["observations"].shape[1]
+    if data["actions"].ndim == 1:
+        return {"obs_dim": obs_dim, "num_actions": int(data["actions"].max()) + 1}
+    return {"obs_dim": obs_dim, "action_dim": data["actions"].shape[1]}
+
+
+def action_meta(env_id: str, action_space: spaces.Space | None = None, low=None, high=None) -> dict:
+    """The metadata a checkpoint carries so that ``LoopWM/Imagined-v0`` rebuilds its spaces:
+    the env id and, for continuous actions, the bounds (from the space, or given)."""
+    meta: dict = {"env_id": env_id}
+    if isinstance(action_space, spaces.Box):
+        low, high = action_space.low, action_space.high
+    if low is not None and high is not None:
+        meta["action_low"] = np.asarray(low, np.float32).tolist()
+        meta["action_high"] = np.asarray(high, np.float32).tolist()
+    return meta
+
+
+def calibrate_to_budget(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, budget: float) -> dict[str, float]:
+    """Set the model's halting threshold so that mean loops on (obs, actions) are
+    ``budget * loop_cap``; returns the ``depth/threshold`` and ``depth/calibrated_loops_mean`` it logs."""
+    calibrated, loops = calibrate(model, obs, actions, budget)
+    set_halting(model, calibrated)
+    field, _ = threshold_field(calibrated)
+    return {"depth/threshold": getattr(calibrated, field), "depth/calibrated_loops_mean": loops}
