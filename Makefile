@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 THREADS ?= 2
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint layers bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,14 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-test: $(STAMP) lint
+# import-linter reads the package's folder, but loopwm_rl.envs and loopwm_rl.agents live in
+# envs/ and agents/ (package-dir): check a staged copy laid out as the installed package.
+layers: $(STAMP)
+	rm -rf build/layers && mkdir -p build/layers
+	cp -r loopwm_rl build/layers/loopwm_rl && cp -r envs build/layers/loopwm_rl/envs && cp -r agents build/layers/loopwm_rl/agents
+	cd build/layers && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
+
+test: $(STAMP) lint layers
 	OMP_NUM_THREADS=$(THREADS) WANDB_MODE=disabled $(BIN)/pytest -q
 
 bench: $(STAMP)

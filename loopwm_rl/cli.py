@@ -89,8 +89,9 @@ def _with_dataset(cfg, data: dict, path: str):
         raise ConfigError(f"env.id={cfg.env.id!r}, but the dataset {path} was collected from {env_id!r}")
     if not env_id and cfg.env.id == EnvConfig().id:
         print(f"note: {path} names no env id; the model records none (set env.id=ID to record one)")
-        env_id = ""
-    env = dataclasses.replace(cfg.env, id=env_id or cfg.env.id)
+    elif not env_id:
+        env_id = cfg.env.id
+    env = dataclasses.replace(cfg.env, id=env_id)
     return dataclasses.replace(cfg, env=env, fit=dataclasses.replace(cfg.fit, data=str(path)))
 
 

@@ -9,8 +9,8 @@ import yaml
 
 from loopwm_rl.cli import main
 from loopwm_rl.dataset import load_dataset
-from loopwm_rl.rundir import read_config
 from loopwm_rl.runconfig import load_run_config
+from loopwm_rl.rundir import read_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -215,3 +215,61 @@ def test_compare_looped_and_stacked_on_the_same_data(tmp_path, capsys):
     assert 'id="looped-vs-stacked"' in report and "compute-matched" in report
     assert run("compare", "looped", "debug", "--data", data, "--out", out, "--quiet") == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_newcomers_path_collect_fit_imagine_check_env(tmp_path):
+    """collect --env X, fit --data, then the fitted model as a Gymnasium env: no extra flags."""
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    data = tmp_path / "ball.npz"
+    assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 300, "--out", data, "--quiet") == 0
+    assert str(load_dataset(data)["env_id"]) == "LoopWM/BouncingBall-v0"
+    assert run("fit", "--data", data, "debug", "fit.updates=5", "--out", tmp_path / "fit", "--quiet") == 0
+    assert read_config(tmp_path / "fit").env.id == "LoopWM/BouncingBall-v0"
+    env = gym.make("LoopWM/Imagined-v0", checkpoint=str(tmp_path / "fit" / "model.pt"))
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert obs.shape == env.observation_space.shape and 1 <= info["loops"] <= 4
+
+
+def test_a_model_fitted_on_data_without_an_env_id_says_so(tmp_path, capsys):
+    import gymnasium as gym
+
+    from loopwm_rl.checkpoint import CheckpointError
+
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(40, 3)).astype(np.float32)
+    np.savez(
+        tmp_path / "anon.npz",
+        observations=obs,
+        actions=rng.uniform(-1, 1, (40, 1)).astype(np.float32),
+        rewards=np.zeros(40),
+        next_observations=obs,
+        terminations=np.zeros(40, bool),
+        truncations=np.arange(40) % 20 == 19,
+    )
+    assert run("fit", "--data", tmp_path / "anon.npz", "debug", "fit.updates=2", "--out", tmp_path / "f", "--quiet") == 0
+    assert "names no env id" in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match="names no env id"):
+        gym.make("LoopWM/Imagined-v0", checkpoint=str(tmp_path / "f" / "model.pt"))
+
+
+def test_train_fit_and_compare_write_one_config_schema(tmp_path):
+    """config.yaml reads back as the same RunConfig for all three commands, with the command
+    that wrote it and the presets and overrides it was given."""
+    data = tmp_path / "ball.npz"
+    assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 300, "--out", data, "--quiet") == 0
+    runs = tmp_path / "runs"
+    assert run("train", "bouncing_ball", "debug", f"train.runs_dir={runs}", "train.total_steps=150", "--quiet") == 0
+    assert run("fit", "--data", data, "stacked", "debug", "fit.updates=3", "fit.lr=0.002", "--out", tmp_path / "f") == 0
+    assert run("compare", "debug", "fit.updates=2", "compare.seeds=[1]", "--data", data, "--out", tmp_path / "c") == 0
+    train, fit, comp = read_config(only_run(runs)), read_config(tmp_path / "f"), read_config(tmp_path / "c")
+    assert (train.command, fit.command, comp.command) == ("train", "fit", "compare")
+    assert train.train.total_steps == 150 and train.preset == "bouncing_ball+debug"
+    assert fit.model.kind == "stacked" and fit.fit.lr == 0.002 and fit.fit.data == str(data)
+    assert comp.compare.seeds == (1,) and comp.fit.updates == 2
+    assert read_config(tmp_path / "c" / "looped-K__seed1").fit.seed == 1
+    # a resume of a fit run is refused by name
+    assert run("train", "--resume", tmp_path / "f") == 2
