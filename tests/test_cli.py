@@ -174,7 +174,7 @@ def test_nothing_written_is_overwritten(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err and data.read_bytes() == before
     assert (
         run(
-            "fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
+            "fit", "--data", data, "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
         )
         == 0
     )
@@ -188,7 +188,7 @@ def test_incompatible_checkpoint_for_dataset(tmp_path, capsys):
     assert run("collect", "--env", "Pendulum-v1", "--steps", 20, "--out", pend, "--quiet") == 0
     assert (
         run(
-            "fit", "--data", pend, "looped", "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
+            "fit", "--data", pend, "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
         )
         == 0
     )
@@ -202,7 +202,7 @@ def test_compare_looped_and_stacked_on_the_same_data(tmp_path, capsys):
     data = tmp_path / "ball.npz"
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 400, "--out", data, "--quiet") == 0
     out = tmp_path / "cmp"
-    assert run("compare", "looped", "debug", "--data", data, "--out", out, "compare.seeds=[0]", "fit.updates=5", "--quiet") == 0
+    assert run("compare", "debug", "--data", data, "--out", out, "compare.seeds=[0]", "fit.updates=5", "--quiet") == 0
     rows = list(csv.DictReader((out / "compare.csv").open()))
     # debug: max_loops 4, every training sequence runs all 4 loops -> a 4-block stacked model
     assert [r["model"] for r in rows] == ["looped", "stacked (param-matched, L=1)", "stacked (compute-matched, L=4)"]
@@ -250,7 +250,8 @@ def test_a_model_fitted_on_data_without_an_env_id_says_so(tmp_path, capsys):
         terminations=np.zeros(40, bool),
         truncations=np.arange(40) % 20 == 19,
     )
-    assert run("fit", "--data", tmp_path / "anon.npz", "debug", "fit.updates=2", "--out", tmp_path / "f", "--quiet") == 0
+    anon = tmp_path / "anon.npz"
+    assert run("fit", "--data", anon, "debug", "fit.updates=2", "--out", tmp_path / "f", "--quiet") == 0
     assert "names no env id" in capsys.readouterr().out
     with pytest.raises(CheckpointError, match="names no env id"):
         gym.make("LoopWM/Imagined-v0", checkpoint=str(tmp_path / "f" / "model.pt"))

@@ -1,10 +1,11 @@
 """Every module of the package sits in one of the import-linter layers (pyproject.toml), so a
 new module cannot slip past the layer contract that ``make layers`` checks."""
 
+from pathlib import Path
+
 import pytest
 
 tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
