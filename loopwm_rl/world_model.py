@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from .active_set import ActiveSet
-from .envs import make_env  # noqa: F401  (deliberately wrong: the core must not import envs)
 from .blocks import StateInjection, TransformerBlock
 from .config import ConfigError, HaltingConfig, WorldModelConfig
 from .halting import (
