@@ -25,9 +25,9 @@ class Solution:
 
     mean: torch.Tensor  # (H, A) continuous, or (H, n) action probabilities when discrete
     std: torch.Tensor | None  # (H, A); None when discrete
-    elites: torch.Tensor  # (H, K, A) or (H, K)
-    weights: torch.Tensor  # (K,) sum to 1
-    values: torch.Tensor  # (K,) elite values
+    elites: torch.Tensor  # (H, E, A) or (H, E)
+    weights: torch.Tensor  # (E,) sum to 1
+    values: torch.Tensor  # (E,) elite values
 
 
 def _nan_last(values: torch.Tensor) -> torch.Tensor:
@@ -71,11 +71,11 @@ class GaussianOptimizer:
                 actions = torch.cat([prior()[:, :n_prior], actions], dim=1)
             values = _nan_last(objective(actions))  # (N,)
             elite_values, idx = values.topk(cfg.elites)
-            elites = actions[:, idx]  # (H, K, A)
+            elites = actions[:, idx]  # (H, E, A)
             if not bool(torch.isfinite(elite_values).any()):
                 break  # nothing finite to learn from; the caller keeps its previous plan
             if cfg.method == "mppi":
-                w = elite_weights(elite_values, cfg.temperature)[None, :, None]  # (1, K, 1)
+                w = elite_weights(elite_values, cfg.temperature)[None, :, None]  # (1, E, 1)
                 new_mean = (w * elites).sum(1)
                 new_std = ((w * (elites - new_mean[:, None]) ** 2).sum(1)).sqrt()
             else:
@@ -106,7 +106,7 @@ class CategoricalCEM:
             actions = torch.multinomial(probs, cfg.samples, replacement=True, generator=generator)  # (H, N)
             values = _nan_last(objective(actions))
             elite_values, idx = values.topk(cfg.elites)
-            elites = actions[:, idx]  # (H, K)
+            elites = actions[:, idx]  # (H, E)
             if not bool(torch.isfinite(elite_values).any()):
                 break
             w = elite_weights(elite_values, cfg.temperature)

@@ -72,6 +72,14 @@ def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[
     return scores.error, scores.loops
 
 
+def _known_map_arrays(obs: list[np.ndarray], actions: np.ndarray) -> dict[str, np.ndarray]:
+    """The time-major arrays of a known map: obs (T + 1, E, O), the first observation
+    coordinate as reward, and no hard transitions."""
+    stacked = np.stack(obs).astype(np.float32)  # (T + 1, E, O)
+    hard = np.zeros(actions.shape[:2], dtype=bool)  # (T, E)
+    return {"obs": stacked, "actions": actions.astype(np.float32), "rewards": stacked[1:, :, 0].copy(), "hard": hard}
+
+
 def pendulum(episodes: int, steps: int, seed: int = 0, substeps: int = 10, dt: float = 0.05) -> dict[str, np.ndarray]:
     """A torque-driven pendulum integrated for ``substeps`` Euler steps per env step, so the
     map from one observation to the next is a deep composition of a nonlinear function.
@@ -90,10 +98,7 @@ def pendulum(episodes: int, steps: int, seed: int = 0, substeps: int = 10, dt: f
             omega = np.clip(omega + dt * (-10.0 * np.sin(theta) + 3.0 * actions[t, :, 0]), -8, 8)
             theta = theta + dt * omega
         obs.append(observe(theta, omega))
-    obs = np.stack(obs).astype(np.float32)
-    rewards = obs[1:, :, 0].astype(np.float32)
-    hard = np.zeros((steps, episodes), dtype=bool)
-    return {"obs": obs, "actions": actions.astype(np.float32), "rewards": rewards, "hard": hard}
+    return _known_map_arrays(obs, actions)
 
 
 def standard_map(
@@ -117,10 +122,7 @@ def standard_map(
             p = p + kick * np.sin(x) + 0.3 * actions[t, :, 0]
             x = x + p
         obs.append(observe(x, p))
-    obs = np.stack(obs).astype(np.float32)
-    rewards = obs[1:, :, 0].astype(np.float32)
-    hard = np.zeros((steps, episodes), dtype=bool)
-    return {"obs": obs, "actions": actions.astype(np.float32), "rewards": rewards, "hard": hard}
+    return _known_map_arrays(obs, actions)
 
 
 def fit_arrays(
