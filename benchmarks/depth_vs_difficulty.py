@@ -19,6 +19,9 @@ training depth.
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 import copy
 import dataclasses
@@ -39,6 +42,7 @@ from loopwm_rl.depth import auroc
 from loopwm_rl.envs import SUITE
 from loopwm_rl.halting import make_halting
 from loopwm_rl.offline import fit, score_transitions
+from loopwm_rl.runconfig import RunConfig
 
 
 def errors_and_loops(model, data, idx, halting=None, max_loops=None):
@@ -118,7 +122,8 @@ def fit_model(data, args, rule: str, seed: int):
     out = Path(tempfile.mkdtemp(prefix="depth_vs_difficulty-"))
     try:
         # fit holds out the same episodes (same fraction and seed): it never sees val/test
-        fit(data, cfg, out, updates=args.updates, seed=seed, threads=args.threads, progress=False, val_fraction=0.3)
+        run = RunConfig.for_fit(cfg, updates=args.updates, seed=seed, threads=args.threads, val_fraction=0.3)
+        fit(data, run, out, progress=False)
         return load_world_model(out / "model.pt")[0]
     finally:
         shutil.rmtree(out)
@@ -175,12 +180,13 @@ def main() -> None:
         help="learned/OBJECTIVE and act: the fitted model's own head if it matches, else a head trained on its "
         "frozen weights",
     )
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
     parser.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarise earlier output of this script")
     args = parser.parse_args()
     if args.summarize:
         summarize(args.summarize)
         return
+    args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)
     print(
         f"# depth_vs_difficulty: model={'+'.join(args.model)} set={args.set} steps={args.steps} "

@@ -5,6 +5,9 @@ python benchmarks/env_hard_fraction.py --episodes 50 --seeds 0 1 2
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # noqa: F401  (before torch loads: OpenMP reads its wait policy once)
+
+# isort: split
 import argparse
 
 import numpy as np

@@ -9,6 +9,9 @@ held-out episodes, AUROC of loops for ``hard`` on
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 import tempfile
 import time
@@ -22,14 +25,16 @@ from loopwm_rl.config import load_model_config
 from loopwm_rl.dataset import collect
 from loopwm_rl.depth import auroc
 from loopwm_rl.offline import fit, score_transitions
+from loopwm_rl.runconfig import RunConfig
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=None, help="default: the config's halting.budget")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
     args = parser.parse_args()
+    args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)
     print("| seed | AUROC loops | loops hard / easy | loops / max | fit s |")
     print("|---|---|---|---|---|")
@@ -39,17 +44,8 @@ def main() -> None:
         test = collect("LoopWM/BouncingBall-v0", 4000, seed=2 * seed + 1, progress=False)
         with tempfile.TemporaryDirectory() as out:
             cfg = load_model_config(["looped", "small"])
-            fit(
-                train,
-                cfg,
-                Path(out),
-                updates=800,
-                lr=3e-3,
-                budget=args.budget,
-                seed=seed,
-                threads=args.threads,
-                progress=False,
-            )
+            run = RunConfig.for_fit(cfg, updates=800, lr=3e-3, budget=args.budget, seed=seed, threads=args.threads)
+            fit(train, run, Path(out), progress=False)
             model, _ = load_world_model(Path(out) / "model.pt")
         loops = score_transitions(model, test, np.arange(len(test["observations"]))).loops
         hard = test["hard"]

@@ -8,6 +8,9 @@ step) needs depth, so error at ``max_loops`` should sit well below error at 1 lo
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 
 import torch
@@ -22,10 +25,11 @@ def main() -> None:
     parser.add_argument("--data", default="standard_map", choices=["standard_map", "bouncing_ball", "pendulum"])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--max-loops", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="model config overrides")
     args = parser.parse_args()
+    args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)
     if args.data == "bouncing_ball":
 

@@ -1,20 +1,23 @@
 """Pendulum-v1: mean evaluation return at 2k, 5k and 10k env steps, and wall time to -200.
 
-Trains ``loopwm-rl train pendulum`` once per seed (sequentially; run several invocations side by
-side to use more cores), then summarises every run found under ``--runs-dir``.
+Trains ``loopwm-rl train pendulum`` once per seed, ``--jobs`` seeds at a time (each job gets
+its share of the cores: ``LOOPWM_JOBS``, a passive OpenMP wait policy and ``train.threads=0``),
+then summarises every run found under ``--runs-dir``.
 
-    python benchmarks/pendulum_learning.py --seeds 0 --threads 1 --runs-dir runs/bench &
-    python benchmarks/pendulum_learning.py --seeds 1 --threads 1 --runs-dir runs/bench
-    python benchmarks/pendulum_learning.py --seeds 2 --threads 1 --runs-dir runs/bench
+    python benchmarks/pendulum_learning.py --seeds 0 1 2 --jobs 2 --runs-dir runs/bench
     python benchmarks/pendulum_learning.py --summarize --runs-dir runs/bench
 """
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ import numpy as np
 MILESTONES = (2000, 5000, 10000)
 
 
-def train(seed: int, steps: int, threads: int, runs_dir: str, extra: list[str]) -> None:
+def train(seed: int, steps: int, threads: int, runs_dir: str, extra: list[str], jobs: int = 1) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -38,7 +41,7 @@ def train(seed: int, steps: int, threads: int, runs_dir: str, extra: list[str]) 
         *extra,
     ]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env=cores.job_environment(jobs))
 
 
 def summarize(runs_dir: Path, target: float) -> None:
@@ -73,15 +76,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--runs-dir", default="runs/bench")
     parser.add_argument("--target", type=float, default=-200.0)
     parser.add_argument("--summarize", action="store_true", help="only summarise existing runs")
     parser.add_argument("overrides", nargs="*", help="extra key=value overrides for train")
     args = parser.parse_args()
     if not args.summarize:
-        for seed in args.seeds:
-            train(seed, args.steps, args.threads, args.runs_dir, args.overrides)
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # threads only wait on the subprocesses
+            runs = [
+                pool.submit(train, seed, args.steps, args.threads, args.runs_dir, args.overrides, args.jobs)
+                for seed in args.seeds
+            ]
+            for run in runs:
+                run.result()
     summarize(Path(args.runs_dir), args.target)
 
 

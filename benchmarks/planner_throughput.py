@@ -11,6 +11,9 @@ measured matmul FLOP/s divided by the FLOPs of one imagined transition, counted 
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 import statistics
 import time
@@ -78,7 +81,7 @@ def matmul_flops_per_s(repeats: int = 20, n: int = 1024) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
     parser.add_argument("--samples", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=4)
@@ -87,6 +90,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", nargs="+", default=["looped"], help="model presets, e.g. looped debug")
     args = parser.parse_args()
+    args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     warnings.filterwarnings("ignore")

@@ -11,6 +11,9 @@ measurement isolates the cost mechanism from how well a rule is trained.
 
 from __future__ import annotations
 
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 import platform
 import statistics
@@ -38,11 +41,12 @@ def timed(repeats: int, fn, *args, **kwargs) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     print(

@@ -20,15 +20,16 @@ its traceback.
 
 from __future__ import annotations
 
+from . import cores  # before anything that loads torch: OpenMP reads its wait policy once
+
+# isort: split
 import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .checkpoint import CheckpointError
 from .config import ConfigError, load_model_config
-from .dataset import DatasetError
 
 
 def _split(items: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -36,6 +37,7 @@ def _split(items: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
     from .runconfig import apply_overrides, load_run_config
     from .rundir import new_run_dir, read_config, summary, write_config
     from .trainer import Trainer
@@ -58,13 +60,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir = new_run_dir(cfg)
         trainer.run_dir = run_dir
         write_config(run_dir, cfg)
+    print(cores.describe(cores.resolve_threads(cfg.train.threads)))
     metrics = trainer.run()
     print(summary(trainer.run_dir, metrics))
     return 0
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
-    from .dataset import collect, save_dataset
+    from .dataset import DatasetError, collect, save_dataset
 
     out = Path(args.out)
     if out.exists() and not args.force:
@@ -96,6 +99,7 @@ def _with_dataset(cfg, data: dict, path: str):
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
     from .dataset import load_dataset
     from .offline import fit
     from .runconfig import load_run_config
@@ -108,13 +112,14 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if (out / "model.pt").exists():
         raise CheckpointError(f"{out / 'model.pt'} exists; choose another --out")
+    print(cores.describe(cores.resolve_threads(cfg.fit.threads)))
     metrics = fit(data, cfg, out, progress=not args.quiet)
     print(summary(out, metrics))
     return 0
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .dataset import load_dataset
+    from .dataset import DatasetError, load_dataset
     from .offline import score
 
     out = Path(args.out)
@@ -134,6 +139,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from .checkpoint import CheckpointError
     from .compare import compare
     from .dataset import collect, load_dataset, save_dataset
     from .report import write_report
@@ -268,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .dataset import DatasetError
     from .envs import EnvError
     from .report import ReportError
     from .run_setup import SpaceError

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from . import cores
 from .calibration import calibrate, set_halting, threshold_field
 from .world_model import WorldModel
 
@@ -17,8 +18,9 @@ class SpaceError(ValueError):
 
 
 def start(seed: int, threads: int) -> np.random.Generator:
-    """Set torch's threads and seed; returns the run's numpy generator."""
-    torch.set_num_threads(threads)
+    """Set torch's threads (0: a fair share of the usable cores, :mod:`loopwm_rl.cores`) and
+    seed; returns the run's numpy generator."""
+    torch.set_num_threads(cores.resolve_threads(threads))
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 

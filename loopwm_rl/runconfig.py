@@ -63,8 +63,9 @@ class TrainConfig:
     eval_every: int = 1_000
     eval_episodes: int = 3
     checkpoint_every: int = 1_000
-    threads: int = 2
-    """torch threads; oversubscribing 2 cores was measured to slow a step 25-fold."""
+    threads: int = 0
+    """torch threads; 0: a fair share of the usable cores (cores / ``LOOPWM_JOBS``, see
+    :mod:`loopwm_rl.cores`)."""
     device: str = "cpu"
     runs_dir: str = "runs"
 
@@ -85,7 +86,8 @@ class FitConfig:
     eval_every: int = 250
     """Updates between validations."""
     seed: int = 0
-    threads: int = 2
+    threads: int = 0
+    """torch threads; 0: a fair share of the usable cores."""
     budget: float | None = None
     """Overrides ``model.halting.budget`` for this fit; an error for the ``fixed`` rule."""
 
@@ -142,6 +144,11 @@ class RunConfig:
     compare: CompareConfig = dataclasses.field(default_factory=CompareConfig)
     wandb: WandbConfig = dataclasses.field(default_factory=WandbConfig)
 
+    @classmethod
+    def for_fit(cls, model: WorldModelConfig, *, wandb: str = "disabled", **fit: Any) -> RunConfig:
+        """The config of a ``fit`` from Python: ``RunConfig.for_fit(model_cfg, updates=800, seed=1)``."""
+        return cls(command="fit", model=model, fit=FitConfig(**fit), wandb=WandbConfig(mode=wandb))
+
     def __post_init__(self) -> None:
         if self.command not in COMMANDS:
             raise ConfigError(f"command={self.command!r} is not one of {list(COMMANDS)}")
@@ -150,6 +157,8 @@ class RunConfig:
             raise ConfigError(f"train.seed_steps={t.seed_steps} must lie in [1, train.total_steps={t.total_steps}]")
         if t.horizon < 1 or t.batch_size < 1 or t.utd < 0:
             raise ConfigError("train.horizon and train.batch_size must be >= 1 and train.utd >= 0")
+        if t.threads < 0 or self.fit.threads < 0:
+            raise ConfigError("train.threads and fit.threads must be >= 0 (0: a fair share of the usable cores)")
 
 
 def _expand_sections(data: Mapping[str, Any]) -> dict[str, Any]:

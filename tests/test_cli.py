@@ -274,3 +274,26 @@ def test_train_fit_and_compare_write_one_config_schema(tmp_path):
     assert read_config(tmp_path / "c" / "looped-K__seed1").fit.seed == 1
     # a resume of a fit run is refused by name
     assert run("train", "--resume", tmp_path / "f") == 2
+
+
+@pytest.mark.parametrize(("user_policy", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_the_cli_sets_the_wait_policy_before_torch_loads(user_policy, expected):
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads: the CLI must set it first, and leave
+    a user's own choice alone."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if user_policy:
+        env["OMP_WAIT_POLICY"] = user_policy
+    probe = (
+        "import os, sys\n"
+        "import loopwm_rl.cli\n"
+        "assert 'torch' not in sys.modules, 'importing the CLI loaded torch'\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+        "sys.exit(loopwm_rl.cli.main(['model', 'debug']))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0] == expected
+    assert "parameters:" in out

@@ -86,15 +86,19 @@ def test_default_halting_rule_spends_its_loops_on_hard_transitions(tmp_path):
     from loopwm_rl.depth import auroc
     from loopwm_rl.offline import fit as fit_offline
     from loopwm_rl.offline import score_transitions
+    from loopwm_rl.runconfig import RunConfig
 
     train = collect("LoopWM/BouncingBall-v0", 10_000, seed=0, progress=False)
     cfg = load_model_config(["looped", "small"])
     assert cfg.halting.rule == "learned" and cfg.halting.budget is not None
-    fit_offline(train, cfg, tmp_path, updates=800, lr=3e-3, progress=False)
-    model, meta = load_world_model(tmp_path / "model.pt")
-    assert meta["halting_budget"] == cfg.halting.budget
+    fit_offline(train, RunConfig.for_fit(cfg, updates=800, lr=3e-3), tmp_path, progress=False)
+    model, _ = load_world_model(tmp_path / "model.pt")
+    assert model.cfg.halting.budget == cfg.halting.budget
     test = collect("LoopWM/BouncingBall-v0", 4000, seed=1, progress=False)
     loops = score_transitions(model, test, np.arange(len(test["observations"]))).loops
     score = auroc(loops, test["hard"])
     assert score > 0.75, f"AUROC of loops for hard transitions: {score:.3f}"
-    assert loops.mean() < 0.4 * model.cfg.max_loops
+    # the threshold was calibrated on the fit's held-out episodes; on fresh data from another
+    # seed the realised compute must still be near the budget (1.6 of 8 loops)
+    target = cfg.halting.budget * model.cfg.max_loops
+    assert abs(loops.mean() - target) < 0.25 * target, f"mean loops {loops.mean():.2f}, budget {target:.2f}"
