@@ -1,19 +1,14 @@
 """Two jobs on one machine: does each keep its speed, and does running two at once pay?
 
 Each job times one kind of the package's own work (``benchmarks/concurrency_worker.py``): a
-``looped small`` world-model step at batch 64 (adaptive halting), a training update of 64
-sequences, or one planning call of the demo's MPPI. Settings, side by side in one run:
+``looped small`` world-model step at batch 64 (adaptive halting), a step of the default d = 64
+model at batch 512, a training update of 64 sequences, or one planning call of the demo's MPPI.
+For each OpenMP wait policy (unset, as before ``loopwm_rl.cores``; passive; a short spin),
+side by side in one run: one job alone and two jobs at once (two runs started by hand, neither
+knowing of the other), each with 2 threads and with 1 thread per job.
 
-- ``alone, old``: one job, 2 threads, OpenMP's wait policy unset (the package before
-  ``loopwm_rl.cores``);
-- ``alone, new``: one job with the new defaults (passive wait, a fair share of threads: 2);
-- ``two, old``: two jobs at once, 2 threads each, policy unset;
-- ``two, new, independent``: two jobs at once with the passive wait policy and 2 threads each,
-  what two ``loopwm-rl`` runs started by hand get (neither knows of the other);
-- ``two, new, launched``: two jobs at once as a launcher starts them (``LOOPWM_JOBS=2``:
-  passive wait, 1 thread each).
-
-Prints each job's rate, the ratio to ``alone, old`` and the total throughput of both jobs.
+Prints each job's rate, its ratio to one 2-thread job alone with the policy unset (the old
+default), and the total throughput of the jobs over that same baseline.
 
     python benchmarks/concurrency.py --seconds 8
 """
@@ -33,20 +28,30 @@ import time
 from pathlib import Path
 
 WORKER = Path(__file__).with_name("concurrency_worker.py")
+KINDS = ["step", "step512", "update", "plan"]
 
 
-def settings() -> list[tuple[str, int, dict[str, str], int]]:
-    """(name, jobs, environment, threads per job)."""
-    old = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", cores.JOBS_ENV)}
-    new = cores.job_environment(1, old)
-    launched = cores.job_environment(2, old)
-    return [
-        ("alone, old", 1, old, 2),
-        ("alone, new", 1, new, cores.fair_threads(1)),
-        ("two, old", 2, old, 2),
-        ("two, new, independent", 2, new, cores.fair_threads(1)),
-        ("two, new, launched", 2, launched, cores.fair_threads(2)),
-    ]
+POLICIES = {
+    "unset (old)": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+}
+
+
+def settings(policies: list[str]) -> list[tuple[str, str, int, dict[str, str], int]]:
+    """(policy, setting, jobs, environment, threads per job) for each wait policy: one job and
+    two jobs at once, with 2 threads and with 1 thread per job."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    rows = []
+    for name in policies:
+        env = {**clean, **POLICIES[name]}
+        rows += [
+            (name, "alone", 1, env, 2),
+            (name, "alone", 1, env, 1),
+            (name, "two at once", 2, env, 2),
+            (name, "two at once", 2, env, 1),
+        ]
+    return rows
 
 
 def run_jobs(kind: str, jobs: int, env: dict[str, str], threads: int, seconds: float) -> list[float]:
@@ -70,21 +75,22 @@ def run_jobs(kind: str, jobs: int, env: dict[str, str], threads: int, seconds: f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=8.0, help="timed window of each job")
-    parser.add_argument("--kinds", nargs="+", default=["step", "update", "plan"], choices=["step", "update", "plan"])
+    parser.add_argument("--kinds", nargs="+", default=KINDS, choices=KINDS)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
     args = parser.parse_args()
     cpus, py = cores.usable_cores(), sys.version.split()[0]
     print(f"# concurrency: {cpus} usable cores, {args.seconds:.0f} s windows, python {py}")
-    print("| work | setting | threads/job | each job, per s | each / alone-old | total, per s | total / alone-old |")
+    print("| work | wait policy | setting | threads/job | each job, per s | each / alone-old | total / alone-old |")
     print("|---|---|---|---|---|---|---|")
     for kind in args.kinds:
         base = None
-        for name, jobs, env, threads in settings():
+        for policy, name, jobs, env, threads in settings(args.policies):
             rates = run_jobs(kind, jobs, env, threads, args.seconds)
             base = base or rates[0]
             each = " / ".join(f"{r:.1f}" for r in rates)
             ratio = " / ".join(f"{r / base:.2f}" for r in rates)
             print(
-                f"| {kind} | {name} | {threads} | {each} | {ratio} | {sum(rates):.1f} | {sum(rates) / base:.2f} |",
+                f"| {kind} | {policy} | {name} | {threads} | {each} | {ratio} | {sum(rates) / base:.2f} |",
                 flush=True,
             )
 

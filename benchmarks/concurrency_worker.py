@@ -29,13 +29,16 @@ O, A, B = 3, 1, 64
 
 
 def work(kind: str):
-    """A callable doing one unit of ``kind``: a world-model step of batch 64, a training update
-    of 64 sequences of 3 transitions, or one planning call (the demo's planner)."""
+    """A callable doing one unit of ``kind``: a ``small`` world-model step of batch 64, a step of
+    the default (d = 64) model at batch 512, a training update of 64 sequences of 3 transitions,
+    or one planning call (the demo's planner)."""
     torch.manual_seed(0)
-    model = build_world_model(load_model_config(["looped", "small"]).resolve(obs_dim=O, action_dim=A))
-    if kind == "step":
+    presets = ["looped"] if kind == "step512" else ["looped", "small"]
+    model = build_world_model(load_model_config(presets).resolve(obs_dim=O, action_dim=A))
+    if kind in ("step", "step512"):
         model.eval()
-        z, a = model.encode(torch.randn(B, O)), torch.rand(B, A) * 2 - 1
+        n = 512 if kind == "step512" else B
+        z, a = model.encode(torch.randn(n, O)), torch.rand(n, A) * 2 - 1
 
         def step():
             with torch.no_grad():
@@ -59,7 +62,7 @@ def work(kind: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("kind", choices=["step", "update", "plan"])
+    parser.add_argument("kind", choices=["step", "step512", "update", "plan"])
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--barrier", default="", help="wait for PATH.go after writing PATH.<pid>.ready")

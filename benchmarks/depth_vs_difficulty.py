@@ -180,7 +180,7 @@ def main() -> None:
         help="learned/OBJECTIVE and act: the fitted model's own head if it matches, else a head trained on its "
         "frozen weights",
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
     parser.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarise earlier output of this script")
     args = parser.parse_args()
     if args.summarize:

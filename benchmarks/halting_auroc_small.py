@@ -32,7 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--budget", type=float, default=None, help="default: the config's halting.budget")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
     args = parser.parse_args()
     args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)

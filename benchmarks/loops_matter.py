@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--data", default="standard_map", choices=["standard_map", "bouncing_ball", "pendulum"])
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--max-loops", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="model config overrides")
     args = parser.parse_args()

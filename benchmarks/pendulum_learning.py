@@ -1,8 +1,8 @@
 """Pendulum-v1: mean evaluation return at 2k, 5k and 10k env steps, and wall time to -200.
 
-Trains ``loopwm-rl train pendulum`` once per seed, ``--jobs`` seeds at a time (each job gets
-its share of the cores: ``LOOPWM_JOBS``, a passive OpenMP wait policy and ``train.threads=0``),
-then summarises every run found under ``--runs-dir``.
+Trains ``loopwm-rl train pendulum`` once per seed, ``--jobs`` seeds at a time (one thread each
+by default, with OpenMP's passive wait policy: ``loopwm_rl.cores``), then summarises every run
+found under ``--runs-dir``.
 
     python benchmarks/pendulum_learning.py --seeds 0 1 2 --jobs 2 --runs-dir runs/bench
     python benchmarks/pendulum_learning.py --summarize --runs-dir runs/bench
@@ -25,7 +25,7 @@ import numpy as np
 MILESTONES = (2000, 5000, 10000)
 
 
-def train(seed: int, steps: int, threads: int, runs_dir: str, extra: list[str], jobs: int = 1) -> None:
+def train(seed: int, steps: int, threads: int, runs_dir: str, extra: list[str]) -> None:
     cmd = [
         sys.executable,
         "-m",
@@ -41,7 +41,7 @@ def train(seed: int, steps: int, threads: int, runs_dir: str, extra: list[str], 
         *extra,
     ]
     print("$", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, env=cores.job_environment(jobs))
+    subprocess.run(cmd, check=True, env=cores.job_environment())
 
 
 def summarize(runs_dir: Path, target: float) -> None:
@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=10_000)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once")
     parser.add_argument("--runs-dir", default="runs/bench")
     parser.add_argument("--target", type=float, default=-200.0)
@@ -86,7 +86,7 @@ def main() -> None:
     if not args.summarize:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # threads only wait on the subprocesses
             runs = [
-                pool.submit(train, seed, args.steps, args.threads, args.runs_dir, args.overrides, args.jobs)
+                pool.submit(train, seed, args.steps, args.threads, args.runs_dir, args.overrides)
                 for seed in args.seeds
             ]
             for run in runs:

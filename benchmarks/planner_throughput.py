@@ -81,7 +81,7 @@ def matmul_flops_per_s(repeats: int = 20, n: int = 1024) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
     parser.add_argument("--samples", type=int, nargs="+", default=[256, 512, 1024])
     parser.add_argument("--horizon", type=int, default=5)
     parser.add_argument("--iterations", type=int, default=4)

@@ -2,9 +2,11 @@
 
 Looped time should grow with K (loops), not with parameters; an adaptive batch whose rows halt
 at different loops should cost in proportion to its realised mean loops because halted rows
-leave the active set. Adaptive batches here use a per-row loop count drawn from a fixed
-distribution (the same depth loop as every halting rule, with ``stop_at`` per row), so the
-measurement isolates the cost mechanism from how well a rule is trained.
+leave the active set. The adaptive rows run the default rule (``learned``, ``gain`` head) and
+pay for everything it costs: a readout and the head after every loop. Its head is perturbed so
+that predicted gains differ between rows, and its threshold is calibrated on the timed batch to
+each compute budget, so rows halt at many different loops. The baseline is the ``fixed`` rule at
+K = 8, which skips the readouts of the loops before the cap.
 
     python benchmarks/step_cost.py --threads 2
 """
@@ -22,7 +24,7 @@ import time
 import torch
 
 from loopwm_rl import build_world_model, load_model_config
-from loopwm_rl.halting import Schedule
+from loopwm_rl.calibration import calibrate
 
 O, A = 8, 2
 
@@ -41,10 +43,11 @@ def timed(repeats: int, fn, *args, **kwargs) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: a fair share of the usable cores")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64, 512])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.25, 0.5], help="adaptive rows' mean loops / 8")
     args = parser.parse_args()
     args.threads = cores.resolve_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -82,28 +85,27 @@ def main() -> None:
                 print(f"| {B} | stacked | L={L} | {1e3 * t:.2f} | {1e3 * t / L:.2f} |")
 
         print(
-            "\n| batch | realised loops (max 8) | mean loops / 8 "
-            "| dropped: ms, ratio to K=8 | masked: ms, ratio to K=8 |"
+            "\n| batch | rule | mean loops / 8 | dropped: ms, ratio to fixed K=8 | masked: ms, ratio to fixed K=8 |"
         )
         print("|---|---|---|---|---|")
+        adaptive = build_world_model(load_model_config(["looped"]).resolve(obs_dim=O, action_dim=A)).eval()
+        adaptive.load_state_dict(looped.state_dict(), strict=False)  # same blocks; the head is its own
         gen = torch.Generator().manual_seed(args.seed)
+        with torch.no_grad():  # a head whose predicted gain varies across rows and loops
+            for p in adaptive.halting.parameters():
+                p.add_(torch.randn(p.shape, generator=gen))
         for B in args.batches:
-            z = looped.encode(torch.randn(B, O))
-            a = torch.rand(B, A) * 2 - 1
-            dists = {
-                "uniform 1..7": torch.randint(1, 8, (B,), generator=gen),
-                "4/7 at 1, 3/7 at 8": torch.where(torch.rand(B, generator=gen) < 4 / 7, 1, 8),
-            }
-            for name, stop in dists.items():
-                sched = Schedule(stop_at=stop, detach_at=torch.zeros_like(stop))
-                out = looped.step(z, a, schedule=sched)
-                assert torch.equal(out.loops, stop)
-                frac = float(stop.float().mean()) / 8
-                t_drop = timed(args.repeats, looped.step, z, a, schedule=sched)
-                t_mask = timed(args.repeats, looped.step, z, a, schedule=sched, drop_halted=False)
+            obs, a = torch.randn(B, O), torch.rand(B, A) * 2 - 1
+            z = adaptive.encode(obs)
+            for budget in args.budgets:
+                halting, loops = calibrate(adaptive, obs, a, budget)
+                frac = loops / 8
+                t_drop = timed(args.repeats, adaptive.step, z, a, halting=halting)
+                t_mask = timed(args.repeats, adaptive.step, z, a, halting=halting, drop_halted=False)
                 print(
-                    f"| {B} | {name} | {frac:.3f} | {1e3 * t_drop:.2f}, {t_drop / fixed8[B]:.2f} "
-                    f"| {1e3 * t_mask:.2f}, {t_mask / fixed8[B]:.2f} |"
+                    f"| {B} | learned/gain at budget {budget} | {frac:.3f} | {1e3 * t_drop:.2f}, "
+                    f"{t_drop / fixed8[B]:.2f} | {1e3 * t_mask:.2f}, {t_mask / fixed8[B]:.2f} |",
+                    flush=True,
                 )
 
 

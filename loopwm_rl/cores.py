@@ -1,22 +1,30 @@
 """Sharing the machine's cores with other processes: OpenMP's wait policy and torch's threads.
 
-Two torch processes whose OpenMP thread pools spin-wait for work take each other's cores: on 2
-cores each fell from 277 to 1.6 world-model steps per second (``benchmarks/concurrency.py``,
-BENCHMARKS.md "Two runs on one machine"). A passive wait policy lets idle threads sleep, and a
-thread count of (usable cores / concurrent jobs) leaves each job its own cores.
+Measured with ``benchmarks/concurrency.py`` on 2 cores (BENCHMARKS.md, "Two runs on one
+machine"), relative to one job with 2 threads and OpenMP's default wait policy:
 
-OpenMP reads its environment once, when torch loads it, so :func:`share_cores` runs when this
-module is imported, and this module imports nothing heavy: the CLI and the benchmark scripts
-import it before torch. A user's own ``OMP_WAIT_POLICY`` is left alone.
+- two jobs with 2 threads each and the default policy collapse to 0.06-0.23x each: their
+  OpenMP pools spin-wait for work on each other's cores;
+- the passive policy (idle threads sleep) lifts them to 0.67-0.90x each, but costs a lone
+  2-thread job 0.40-0.43x on the package's small work (steps at batch 64, updates, planning);
+- one thread per job is 0.96-1.03x of two threads on that small work, alone or beside a second
+  job; only big batches gain from a second thread (a batch-512 step of the d = 64 model: 1.46x).
+
+So a run takes **one thread** unless its config says otherwise (``train.threads``,
+``fit.threads``), and the passive policy is set for runs that ask for more threads, so that
+two of them never collapse. OpenMP reads its environment once, when torch loads it:
+:func:`share_cores` runs when this module is imported, and this module imports nothing heavy,
+so the CLI and the benchmark scripts import it before torch. A user's own ``OMP_WAIT_POLICY``
+is left alone (``ACTIVE`` suits a lone multi-thread run on a quiet machine).
 """
 
 from __future__ import annotations
 
 import os
 
-JOBS_ENV = "LOOPWM_JOBS"
-"""How many jobs a launcher runs at once on this machine (1 when unset)."""
 WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
+AUTO_THREADS = 1
+"""Threads of a run whose config says 0 (see the measurements above)."""
 
 
 def share_cores(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,42 +45,25 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def concurrent_jobs() -> int:
-    """Jobs a launcher said run at once here (``LOOPWM_JOBS``), at least 1."""
-    raw = os.environ.get(JOBS_ENV, "1")
-    try:
-        return max(1, int(raw))
-    except ValueError:
-        raise ValueError(f"{JOBS_ENV}={raw!r} is not a number of jobs") from None
-
-
-def fair_threads(jobs: int | None = None) -> int:
-    """torch threads for one of ``jobs`` concurrent jobs: an equal share of the usable cores."""
-    return max(1, usable_cores() // (jobs or concurrent_jobs()))
-
-
 def resolve_threads(configured: int) -> int:
-    """A config's ``threads``: a positive value stands, 0 means :func:`fair_threads`."""
+    """A config's ``threads``: a positive value stands, 0 means :data:`AUTO_THREADS`."""
     if configured < 0:
-        raise ValueError(f"threads={configured} must be >= 0 (0: a fair share of the usable cores)")
-    return configured or fair_threads()
+        raise ValueError(f"threads={configured} must be >= 0 (0: {AUTO_THREADS} thread, the measured best here)")
+    return configured or AUTO_THREADS
 
 
-def job_environment(jobs: int, environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment a launcher gives each of ``jobs`` concurrent child processes."""
+def job_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a launcher gives each concurrent child process: the passive policy
+    (unless chosen), and ``OMP_NUM_THREADS`` only where the caller has set it."""
     env = dict(os.environ if environ is None else environ)
     share_cores(env)
-    env[JOBS_ENV] = str(jobs)
     return env
 
 
 def describe(threads: int) -> str:
-    """One line for the start of a run: threads, cores, jobs and the wait policy."""
+    """One line for the start of a run: threads, cores and the wait policy."""
     policy = os.environ.get("OMP_WAIT_POLICY", "unset")
-    return (
-        f"torch threads: {threads} ({usable_cores()} usable cores, {concurrent_jobs()} concurrent job(s), "
-        f"OMP_WAIT_POLICY={policy})"
-    )
+    return f"torch threads: {threads} of {usable_cores()} usable cores (OMP_WAIT_POLICY={policy})"
 
 
 share_cores()

@@ -18,8 +18,8 @@ class SpaceError(ValueError):
 
 
 def start(seed: int, threads: int) -> np.random.Generator:
-    """Set torch's threads (0: a fair share of the usable cores, :mod:`loopwm_rl.cores`) and
-    seed; returns the run's numpy generator."""
+    """Set torch's threads (0: one, :mod:`loopwm_rl.cores`) and seed; returns the run's numpy
+    generator."""
     torch.set_num_threads(cores.resolve_threads(threads))
     torch.manual_seed(seed)
     return np.random.default_rng(seed)

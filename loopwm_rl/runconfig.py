@@ -64,8 +64,7 @@ class TrainConfig:
     eval_episodes: int = 3
     checkpoint_every: int = 1_000
     threads: int = 0
-    """torch threads; 0: a fair share of the usable cores (cores / ``LOOPWM_JOBS``, see
-    :mod:`loopwm_rl.cores`)."""
+    """torch threads; 0: one, measured best for these model sizes (:mod:`loopwm_rl.cores`)."""
     device: str = "cpu"
     runs_dir: str = "runs"
 
@@ -87,7 +86,7 @@ class FitConfig:
     """Updates between validations."""
     seed: int = 0
     threads: int = 0
-    """torch threads; 0: a fair share of the usable cores."""
+    """torch threads; 0: one (:mod:`loopwm_rl.cores`)."""
     budget: float | None = None
     """Overrides ``model.halting.budget`` for this fit; an error for the ``fixed`` rule."""
 
@@ -158,7 +157,7 @@ class RunConfig:
         if t.horizon < 1 or t.batch_size < 1 or t.utd < 0:
             raise ConfigError("train.horizon and train.batch_size must be >= 1 and train.utd >= 0")
         if t.threads < 0 or self.fit.threads < 0:
-            raise ConfigError("train.threads and fit.threads must be >= 0 (0: a fair share of the usable cores)")
+            raise ConfigError("train.threads and fit.threads must be >= 0 (0: one thread)")
 
 
 def _expand_sections(data: Mapping[str, Any]) -> dict[str, Any]:

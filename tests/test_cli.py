@@ -1,6 +1,7 @@
 """CLI smoke tests with the ``debug`` preset: train, resume, collect -> fit -> score."""
 
 import csv
+import importlib.util
 import json
 
 import numpy as np
@@ -11,8 +12,6 @@ from loopwm_rl.cli import main
 from loopwm_rl.dataset import load_dataset
 from loopwm_rl.runconfig import load_run_config
 from loopwm_rl.rundir import read_config
-
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 def run(*argv) -> int:
@@ -297,3 +296,15 @@ def test_the_cli_sets_the_wait_policy_before_torch_loads(user_policy, expected):
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True).stdout
     assert out.splitlines()[0] == expected
     assert "parameters:" in out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mujoco") is None, reason="needs the mujoco extra (make test installs it)")
+def test_train_inverted_pendulum_debug(tmp_path, capsys):
+    """A MuJoCo task end to end: collect, fit, plan, evaluate, checkpoint."""
+    runs = tmp_path / "runs"
+    assert run("train", "inverted_pendulum", "debug", f"train.runs_dir={runs}", "--quiet") == 0
+    run_dir = only_run(runs)
+    assert read_config(run_dir).env.id == "InvertedPendulum-v5"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval/return_mean" in r for r in records)
+    assert (run_dir / "checkpoints" / "last.pt").is_file()

@@ -13,13 +13,11 @@ from hypothesis import strategies as st
 from loopwm_rl import build_world_model, load_model_config
 from loopwm_rl.checkpoint import CheckpointError, save_world_model
 from loopwm_rl.cli import main
-from loopwm_rl.envs import SUITE, EnvError, WorldModelEnv, describe_suite, make_env
+from loopwm_rl.envs import MUJOCO, SUITE, EnvError, WorldModelEnv, describe_suite, make_env
 from loopwm_rl.envs.billiards import BilliardsEnv
 from loopwm_rl.envs.bouncing_ball import BouncingBallEnv
 from loopwm_rl.envs.teleport import TeleportEnv
 from loopwm_rl.envs.zones import HiddenZonesEnv
-
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
 @pytest.mark.parametrize("env_id", list(SUITE))
@@ -194,7 +192,22 @@ def test_factory_errors_name_the_problem():
         make_env("LoopWM/Billiards-v0", n_balls=9)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mujoco") is not None, reason="MuJoCo is installed")
+HAS_MUJOCO = importlib.util.find_spec("mujoco") is not None
+
+
+@pytest.mark.skipif(not HAS_MUJOCO, reason="needs the mujoco extra (make test installs it)")
+@pytest.mark.parametrize("env_id", MUJOCO)
+def test_mujoco_tasks_pass_the_checker_through_the_factory(env_id):
+    env = make_env(env_id)
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs) and env.observation_space.dtype == np.float32
+    assert np.all(env.action_space.low == -1.0) and np.all(env.action_space.high == 1.0)  # rescaled
+    nxt, reward, *_ = env.step(env.action_space.sample())
+    assert nxt.shape == obs.shape and np.isfinite(reward)
+
+
+@pytest.mark.skipif(HAS_MUJOCO, reason="MuJoCo is installed")
 def test_mujoco_task_without_the_extra_names_it():
     with pytest.raises(EnvError, match=r"loopwm-rl\[mujoco\]"):
         make_env("HalfCheetah-v5")

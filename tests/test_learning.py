@@ -18,31 +18,43 @@ def test_fits_the_bouncing_ball_env_and_hard_labels_mean_something():
     train = rollout_env("LoopWM/BouncingBall-v0", 64, 100, seed=0)
     model = fit(train, ["max_loops=4", "train_loops=poisson", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"], 700)
     test = rollout_env("LoopWM/BouncingBall-v0", 16, 100, seed=1)
-    err, loops = one_step_errors(model, test)
+    err, _ = one_step_errors(model, test)
     hard = test["hard"].reshape(-1)
     # predicting "no change" scores about 1.0 in these normalised units; seeds 0-2 gave
     # 0.09-0.10 and hard/easy ratios of 11-30 (benchmarks/loops_matter.py --data bouncing_ball)
     assert float(err.mean()) < 0.2
     assert float(err[hard].mean()) > 3 * float(err[~hard].mean())
-    assert np.all(loops == 4)
 
 
 @pytest.mark.slow
-def test_extra_loops_lower_held_out_error():
-    overrides = ["max_loops=4", "train_loops=poisson", "mu_rec=3", "mu_bwd=4", "halting.rule=fixed"]
+@pytest.mark.parametrize(
+    ("recipe", "threshold"),
+    [
+        # benchmarks/loops_matter.py --seeds 0 1 2 --threads 1: max/1 of 0.74, 0.67, 0.71
+        (["train_loops=poisson", "mu_rec=3"], 0.85),
+        # the default recipe, every loop trained (... --set train_loops=max): 0.59, 0.55, 0.50
+        (["train_loops=max"], 0.75),
+    ],
+    ids=["poisson", "max"],
+)
+def test_extra_loops_lower_held_out_error(recipe, threshold):
+    overrides = ["max_loops=4", *recipe, "mu_bwd=4", "halting.rule=fixed"]
     model = fit(standard_map(64, 100, seed=0), overrides, 1200)
     test = standard_map(16, 100, seed=1)
     err1, _ = one_step_errors(model, test, max_loops=1)
     err_max, _ = one_step_errors(model, test)
     ratio = float(err_max.mean()) / float(err1.mean())
-    assert ratio < 0.85, f"error at max_loops is {ratio:.2f} of the error at 1 loop"
+    assert ratio < threshold, f"error at max_loops is {ratio:.2f} of the error at 1 loop"
 
 
 @pytest.mark.slow
-def test_train_beats_a_random_policy_on_the_bouncing_ball(tmp_path):
-    """``loopwm-rl train`` end to end. A uniformly random policy scores -52 +- 9 (best -36 of 20
-    episodes) on these 100-step episodes (``python benchmarks/random_policy.py``); holding the
-    ball near the target scores close to 0."""
+def test_train_learns_the_bouncing_balls_dynamics(tmp_path):
+    """``loopwm-rl train`` end to end, judged against fixed policies on these 100-step episodes
+    (``python benchmarks/random_policy.py --episodes 200 --envs LoopWM/BouncingBall-v0 --lengths
+    100``): random -52.2 +- 9.8, no thrust -57.0, full thrust up -33.1 +- 3.4 (best of 200:
+    -16.5), a PD controller -3.8 +- 2.6. Thrusting up knows only the direction of gravity; -15
+    lies above every one of its 200 episodes, so passing needs a planner that learned the
+    dynamics. This config scored -6.6, -10.6 and -7.6 with train.seed 0, 1, 2."""
     from loopwm_rl.cli import main
 
     argv = [
@@ -69,7 +81,7 @@ def test_train_beats_a_random_policy_on_the_bouncing_ball(tmp_path):
 
     evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     final = [e for e in evals if "eval/return_mean" in e][-1]
-    assert final["eval/return_mean"] > -30, final["eval/return_mean"]
+    assert final["eval/return_mean"] > -15, final["eval/return_mean"]
 
 
 @pytest.mark.slow
@@ -102,3 +114,34 @@ def test_default_halting_rule_spends_its_loops_on_hard_transitions(tmp_path):
     # seed the realised compute must still be near the budget (1.6 of 8 loops)
     target = cfg.halting.budget * model.cfg.max_loops
     assert abs(loops.mean() - target) < 0.25 * target, f"mean loops {loops.mean():.2f}, budget {target:.2f}"
+
+
+@pytest.mark.slow
+def test_train_learns_cartpole_with_discrete_actions(tmp_path):
+    """Categorical CEM over a learned model with discrete actions. A uniformly random policy
+    scores 21.4 +- 9.8 per episode on CartPole-v1 (``python benchmarks/random_policy.py --envs
+    CartPole-v1 --lengths 200 --episodes 100``), so +- 5.7 for a mean of 3 episodes. This config
+    scored 76.3 (train.seed 0) and 38.7 (train.seed 1): it learns, but not reliably far, so the
+    threshold of 30 only says "better than random" (1.5 standard errors above it)."""
+    import json
+
+    from loopwm_rl.cli import main
+
+    argv = [
+        "train",
+        "cartpole",
+        "debug",
+        "env.max_episode_steps=200",
+        "train.total_steps=800",
+        "train.seed_steps=400",
+        "train.pretrain_updates=300",
+        "train.eval_every=800",
+        "train.eval_episodes=3",
+        f"train.runs_dir={tmp_path}",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    final = [e for e in evals if "eval/return_mean" in e][-1]
+    assert final["eval/return_mean"] > 30, final["eval/return_mean"]
