@@ -37,7 +37,8 @@ test: $(STAMP) lint layers
 	OMP_NUM_THREADS=$(TEST_THREADS) WANDB_MODE=disabled $(BIN)/pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/step_cost.py --threads 2
+	# a lone timing run: 2 threads with the active wait policy (BENCHMARKS.md, step cost)
+	OMP_WAIT_POLICY=ACTIVE $(BIN)/python benchmarks/step_cost.py --threads 2
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

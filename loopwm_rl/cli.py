@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="looped vs stacked world models on the same data and seeds")
     comp.add_argument(
         "items",
-        help="model or experiment presets, then overrides (compare.seeds=[0,1], fit.updates=500, "
+        help="model or experiment presets, then overrides (compare.seeds=0,1, fit.updates=500, "
         "env.id=ID with compare.steps=N to collect data)",
         **items,
     )

@@ -260,6 +260,8 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
+        elif not isinstance(value, list | tuple):  # `compare.seeds=3` means one seed
+            value = [value]
         (item,) = typing.get_args(annotation)[:1] or (Any,)
         return tuple(_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value))
     return value

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 
 import pytest
 
@@ -75,3 +76,38 @@ def test_halting_config_validates():
         HaltingConfig(min_loops=0)
     with pytest.raises(ConfigError, match="exceeds the loop cap"):
         WorldModelConfig(max_loops=2, halting=HaltingConfig(min_loops=3))
+
+
+@pytest.mark.parametrize(
+    ("override", "seeds"), [("compare.seeds=3", (3,)), ("compare.seeds=0,1", (0, 1)), ("compare.seeds=[4, 5]", (4, 5))]
+)
+def test_tuple_overrides_take_one_value_a_comma_list_or_a_yaml_list(override, seeds):
+    from loopwm_rl.runconfig import load_run_config
+
+    assert load_run_config([], [override], command="compare").compare.seeds == seeds
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["fit.updates=0"], "fit.updates"),
+        (["fit.val_fraction=1.5"], "fit.val_fraction=1.5"),
+        (["fit.budget=2"], "fit.budget=2"),
+        (["compare.seeds=[]"], "compare.seeds"),
+        (["fit.threads=-1"], "fit.threads"),
+        (["fit.updatse=5"], "did you mean ['updates']"),
+    ],
+)
+def test_fit_and_compare_sections_are_checked(overrides, needle):
+    from loopwm_rl.runconfig import load_run_config
+
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_run_config([], overrides, command="fit")
+
+
+def test_experiment_presets_compose_through_their_base():
+    from loopwm_rl.runconfig import load_run_config
+
+    cfg = load_run_config(["cartpole"])
+    assert cfg.planner.method == "mppi" and cfg.planner.samples == 128  # base online, then the preset
+    assert cfg.model.latent_dim == 32 and cfg.model.halting.budget == 0.5  # the small model at budget 0.5
