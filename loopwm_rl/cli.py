@@ -157,6 +157,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         data = collect(cfg.env.id, cfg.compare.steps, seed=0, progress=not args.quiet)
         save_dataset(out / "data.npz", data)
         cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, data=str(out / "data.npz")))
+    print(cores.describe(cores.resolve_threads(cfg.fit.threads)))
     compare(data, cfg, out, progress=not args.quiet)
     print((out / "compare.md").read_text())
     print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and {write_report(out)}")

@@ -3,12 +3,24 @@
 Thresholds come from ``benchmarks/loops_matter.py`` runs (seeds 0-2, see BENCHMARKS.md).
 """
 
+import json
+
 import numpy as np
 import pytest
 
 from loopwm_rl.config import load_model_config
 from loopwm_rl.synthetic import fit_arrays as fit
 from loopwm_rl.synthetic import one_step_errors, rollout_env, standard_map
+
+
+def final_eval_return(argv: list[str], runs_dir) -> float:
+    """Run ``loopwm-rl`` with ``argv`` (one run into ``runs_dir``); its last evaluation return."""
+    from loopwm_rl.cli import main
+
+    assert main(argv) == 0
+    (run_dir,) = runs_dir.iterdir()
+    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e for e in evals if "eval/return_mean" in e][-1]["eval/return_mean"]
 
 
 @pytest.mark.slow
@@ -55,8 +67,6 @@ def test_train_learns_the_bouncing_balls_dynamics(tmp_path):
     -16.5), a PD controller -3.8 +- 2.6. Thrusting up knows only the direction of gravity; -15
     lies above every one of its 200 episodes, so passing needs a planner that learned the
     dynamics. This config scored -6.6, -10.6 and -7.6 with train.seed 0, 1, 2."""
-    from loopwm_rl.cli import main
-
     argv = [
         "train",
         "bouncing_ball",
@@ -75,13 +85,8 @@ def test_train_learns_the_bouncing_balls_dynamics(tmp_path):
         f"train.runs_dir={tmp_path}",
         "--quiet",
     ]
-    assert main(argv) == 0
-    (run_dir,) = tmp_path.iterdir()
-    import json
-
-    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    final = [e for e in evals if "eval/return_mean" in e][-1]
-    assert final["eval/return_mean"] > -15, final["eval/return_mean"]
+    final = final_eval_return(argv, tmp_path)
+    assert final > -15, final
 
 
 @pytest.mark.slow
@@ -123,10 +128,6 @@ def test_train_learns_cartpole_with_discrete_actions(tmp_path):
     CartPole-v1 --lengths 200 --episodes 100``), so +- 5.7 for a mean of 3 episodes. This config
     scored 76.3 (train.seed 0) and 38.7 (train.seed 1): it learns, but not reliably far, so the
     threshold of 30 only says "better than random" (1.5 standard errors above it)."""
-    import json
-
-    from loopwm_rl.cli import main
-
     argv = [
         "train",
         "cartpole",
@@ -140,8 +141,5 @@ def test_train_learns_cartpole_with_discrete_actions(tmp_path):
         f"train.runs_dir={tmp_path}",
         "--quiet",
     ]
-    assert main(argv) == 0
-    (run_dir,) = tmp_path.iterdir()
-    evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    final = [e for e in evals if "eval/return_mean" in e][-1]
-    assert final["eval/return_mean"] > 30, final["eval/return_mean"]
+    final = final_eval_return(argv, tmp_path)
+    assert final > 30, final
