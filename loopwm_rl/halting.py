@@ -34,7 +34,7 @@ class LoopReadout:
     reward: torch.Tensor  # (n,) normalised reward
     cont_logit: torch.Tensor  # (n,)
     change: torch.Tensor  # (n, O) delta minus the previous loop's delta
-    features: torch.Tensor  # (n, F) detached halting features
+    features: torch.Tensor | None  # (n, F) detached halting features; None when no rule reads them
 
     def fields(self) -> dict[str, torch.Tensor]:
         return {
