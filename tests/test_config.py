@@ -111,3 +111,18 @@ def test_experiment_presets_compose_through_their_base():
     cfg = load_run_config(["cartpole"])
     assert cfg.planner.method == "mppi" and cfg.planner.samples == 128  # base online, then the preset
     assert cfg.model.latent_dim == 32 and cfg.model.halting.budget == 0.5  # the small model at budget 0.5
+
+
+def test_a_preset_that_is_its_own_base_is_named(tmp_path, monkeypatch):
+    from loopwm_rl import runconfig
+
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    import yaml
+
+    def read(group, name):
+        return yaml.safe_load((tmp_path / f"{name}.yaml").read_text())
+
+    monkeypatch.setattr(runconfig, "read_preset", read)
+    with pytest.raises(ConfigError, match="is its own base: a -> b -> a"):
+        runconfig.read_experiment("a")
