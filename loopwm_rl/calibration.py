@@ -52,7 +52,7 @@ def calibrate(
     ``convergence`` compares two loops, so it cannot go below 2 loops per step.
     """
     if not 0.0 < budget <= 1.0:
-        raise ConfigError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of max_loops")
+        raise ConfigError(f"budget={budget} must lie in (0, 1]: mean loops as a fraction of the loop cap")
     base = model.cfg.halting if rule is None else dataclasses.replace(model.cfg.halting, rule=rule)
     field, candidates = threshold_field(base)
     target = budget * model.cfg.loop_cap

@@ -279,7 +279,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .dataset import DatasetError
     from .envs import EnvError
     from .report import ReportError
-    from .run_setup import SpaceError
     from .update import NonFiniteLossError
 
     parser = build_parser()
@@ -292,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.items = [*args.items, *rest]
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, EnvError, SpaceError, ReportError, NonFiniteLossError) as err:
+    except (ConfigError, DatasetError, CheckpointError, EnvError, ReportError, NonFiniteLossError) as err:
         print(f"loopwm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

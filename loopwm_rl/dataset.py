@@ -21,7 +21,6 @@ from .atomic import atomic_path
 from .batch import SequenceBatch
 
 REQUIRED = ("observations", "actions", "rewards", "next_observations", "terminations", "truncations")
-META = ("env_id", "action_low", "action_high")
 
 
 class DatasetError(ValueError):

@@ -8,13 +8,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from loopwm_rl.envs import EnvError
+
 from . import cores
 from .calibration import calibrate, set_halting, threshold_field
 from .world_model import WorldModel
-
-
-class SpaceError(ValueError):
-    """An environment's observation or action space is not one the world model can take."""
 
 
 def start(seed: int, threads: int) -> np.random.Generator:
@@ -26,15 +24,16 @@ def start(seed: int, threads: int) -> np.random.Generator:
 
 
 def sizes_from_spaces(observation_space: spaces.Space, action_space: spaces.Space) -> dict[str, int]:
-    """``obs_dim`` and ``action_dim`` or ``num_actions`` for :meth:`WorldModelConfig.resolve`."""
+    """``obs_dim`` and ``action_dim`` or ``num_actions`` for :meth:`WorldModelConfig.resolve`,
+    or an EnvError naming a space the world model cannot take."""
     if not (isinstance(observation_space, spaces.Box) and len(observation_space.shape) == 1):
-        raise SpaceError(f"observation space {observation_space} is not supported: expected a 1-D Box")
+        raise EnvError(f"observation space {observation_space} is not supported: expected a 1-D Box")
     obs_dim = observation_space.shape[0]
     if isinstance(action_space, spaces.Discrete):
         return {"obs_dim": obs_dim, "num_actions": int(action_space.n)}
     if isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
         return {"obs_dim": obs_dim, "action_dim": action_space.shape[0]}
-    raise SpaceError(f"action space {action_space} is not supported: expected Discrete(n) or a 1-D Box")
+    raise EnvError(f"action space {action_space} is not supported: expected Discrete(n) or a 1-D Box")
 
 
 def sizes_from_data(data: dict[str, np.ndarray]) -> dict[str, int]:
