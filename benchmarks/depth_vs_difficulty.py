@@ -1,20 +1,28 @@
-"""Do loops follow difficulty? For each suite env and halting rule: AUROC of loops for the
-``hard`` label on held-out transitions, beside an input-only classifier's AUROC (the ceiling),
-loops on hard vs easy transitions, compute used, one-step error against the fixed rule at
-``max_loops`` and at equal compute, and test-time depth scaling.
+"""Do loops follow difficulty? Per (env, model config, seed), on held-out random-policy
+transitions:
 
-Per env and seed: one random-policy dataset split by episode (train 70 % / validation 10 % /
-test 20 %) and one model fitted with the ``learned`` rule; ``convergence`` and ``fixed`` need
-no training and are scored on its weights, the other heads (``--rules``) are trained on its
-frozen weights (:func:`fit_head`). Thresholds of
-adaptive rules are set on the validation split by compute budgets (mean loops =
-``--budgets`` x max_loops, :func:`loopwm_rl.calibration.calibrate`). The equal-compute
-baseline is a fixed policy with exactly the adaptive rule's mean loops (a share of rows at
-floor(mean), the rest one loop more). Test-time depth runs ``fixed`` at 1x, 2x and 4x the
-training depth.
+- one-step error at every fixed loop count K = 1..max_loops, on all, hard and easy steps, and
+  the error of predicting "no change" on the same steps;
+- the default halting rule at a compute budget (``--budgets``): AUROC of loops for the label,
+  loops on hard vs easy steps, error against ``fixed`` at equal compute (a share of rows at
+  floor(mean loops), the rest one loop more: no rounding in the baseline's favour);
+- where the env counts sub-step events (``info["events"]``): mean loops and error per event
+  count, and the Spearman correlation of loops with events;
+- test-time depth: ``fixed`` at 1x, 2x and 4x the training depth, and the path gap
+  (:meth:`WorldModel.path_gap`: the same input from h0 = 0 and a random h0);
+- an input-only classifier's AUROC for the label (how visible the events are).
 
-    python benchmarks/depth_vs_difficulty.py --seeds 0 1 2 | tee depth.log
-    python benchmarks/depth_vs_difficulty.py --summarize depth.log
+Labels: the env's ``hard``; envs without one (MuJoCo) use the top decile of the model's own
+one-step error at max loops. Data: one dataset per env and seed, split by episode (train 70 %
+/ validation 10 % / test 20 %); one model fitted with the config's rule, calibrated on the
+validation split. Other heads (``--rules``) are trained on its frozen weights (:func:`fit_head`).
+
+Each (env, config, seed) writes ``benchmarks/results/depth/ENV__CONFIG__sSEED.json`` and is
+skipped when that file exists, so a grid fills in over several runs:
+
+    python benchmarks/depth_vs_difficulty.py --envs LoopWM/Cradle-v0 --seeds 0 1 2 \
+        --name objects --set tokenizer=objects
+    python benchmarks/depth_vs_difficulty.py --summarize            # tables of every result file
 """
 
 from __future__ import annotations
@@ -25,24 +33,29 @@ from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy 
 import argparse
 import copy
 import dataclasses
+import json
 import shutil
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from loopwm_rl.calibration import calibrate
 from loopwm_rl.checkpoint import load_world_model
 from loopwm_rl.config import HaltingConfig, load_model_config
 from loopwm_rl.dataset import SequenceSampler, collect, split_episodes
-from loopwm_rl.depth import auroc
+from loopwm_rl.depth import auroc, spearman
 from loopwm_rl.envs import SUITE
 from loopwm_rl.halting import make_halting
 from loopwm_rl.offline import fit, score_transitions
 from loopwm_rl.runconfig import RunConfig
+
+RESULTS = Path(__file__).parent / "results" / "depth"
 
 
 def errors_and_loops(model, data, idx, halting=None, max_loops=None):
@@ -55,7 +68,7 @@ def calibrated(model, data, val_idx, rule: str, budget: float) -> HaltingConfig:
     return calibrate(model, obs, act, budget, rule=rule)[0]
 
 
-def input_only_auroc(data, train_idx, test_idx, seed: int, steps: int = 1500) -> float:
+def input_only_auroc(data, labels, train_idx, test_idx, seed: int, steps: int = 1500) -> float:
     """An MLP on (observation, action) alone predicting ``hard``: how visible the events are."""
     torch.manual_seed(seed)
 
@@ -64,7 +77,7 @@ def input_only_auroc(data, train_idx, test_idx, seed: int, steps: int = 1500) ->
         act = act[:, None].astype(np.float32) if act.ndim == 1 else act
         return torch.as_tensor(np.concatenate([data["observations"][idx], act], 1))
 
-    x, y = features(train_idx), torch.as_tensor(data["hard"][train_idx], dtype=torch.float32)
+    x, y = features(train_idx), torch.as_tensor(labels[train_idx], dtype=torch.float32)
     loc, scale = x.mean(0), x.std(0) + 1e-6
     net = nn.Sequential(nn.Linear(x.shape[1], 128), nn.GELU(), nn.Linear(128, 128), nn.GELU(), nn.Linear(128, 1))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
@@ -79,42 +92,7 @@ def input_only_auroc(data, train_idx, test_idx, seed: int, steps: int = 1500) ->
         opt.step()
     with torch.no_grad():
         scores = net((features(test_idx) - loc) / scale).squeeze(-1).numpy()
-    return auroc(scores, data["hard"][test_idx])
-
-
-def summarize(paths: list[str]) -> None:
-    """Mean and spread over seeds of the rows this script printed (its logs, concatenated)."""
-    rows: dict[tuple[str, str, str], list[list[str]]] = {}
-    for path in paths:
-        for line in Path(path).read_text().splitlines():
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if len(cells) == 14 and cells[0].startswith("LoopWM/"):
-                rows.setdefault((cells[0], cells[1], cells[3]), []).append(cells)
-
-    def num(text: str) -> float:
-        return float(text.split()[0].rstrip("%")) / (100 if "%" in text.split()[0] else 1)
-
-    def stat(values: list[float], pct: bool = False) -> str:
-        mean, std = np.mean(values), np.std(values)
-        return f"{mean:+.1%} ± {std:.1%}" if pct else f"{mean:.2f} ± {std:.2f}"
-
-    print(
-        "| env | rule | budget | seeds | AUROC loops | AUROC input-only | hard/easy loop ratio | loops / max "
-        "| err vs fixed@max | err vs fixed@equal compute | err K=max / K=1 | err 2x, 4x / 1x train depth |"
-    )
-    print("|---" * 12 + "|")
-    for (env, rule, budget), group in rows.items():
-
-        def col(i: int, group=group) -> list[float]:
-            return [num(r[i]) for r in group]
-
-        k1_kmax = [float(r[12].split("/")[1]) / float(r[12].split("/")[0]) for r in group]
-        scale = [[float(x) for x in r[13].split(",")] for r in group]
-        print(
-            f"| {env} | {rule} | {budget} | {len(group)} | {stat(col(4))} | {stat(col(5))} | {stat(col(7))} "
-            f"| {stat(col(8))} | {stat(col(10), pct=True)} | {stat(col(11), pct=True)} | {stat(k1_kmax)} "
-            f"| {np.mean([s[1] / s[0] for s in scale]):.2f}, {np.mean([s[2] / s[0] for s in scale]):.2f} |"
-        )
+    return auroc(scores, labels[test_idx])
 
 
 def fit_model(data, args, rule: str, seed: int):
@@ -122,7 +100,10 @@ def fit_model(data, args, rule: str, seed: int):
     out = Path(tempfile.mkdtemp(prefix="depth_vs_difficulty-"))
     try:
         # fit holds out the same episodes (same fraction and seed): it never sees val/test
-        run = RunConfig.for_fit(cfg, updates=args.updates, seed=seed, threads=args.threads, val_fraction=0.3)
+        fit_args = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.fit)}
+        run = RunConfig.for_fit(
+            cfg, updates=args.updates, seed=seed, threads=args.threads, val_fraction=0.3, **fit_args
+        )
         fit(data, run, out, progress=False)
         return load_world_model(out / "model.pt")[0]
     finally:
@@ -162,88 +143,187 @@ def equal_compute_error(per_k: list[float], mean_loops: float) -> float:
     return per_k[lo - 1] if lo == len(per_k) else (1 - frac) * per_k[lo - 1] + frac * per_k[lo]
 
 
+def split_stats(err: np.ndarray, hard: np.ndarray) -> dict[str, float]:
+    return {"all": float(err.mean()), "hard": float(err[hard].mean()), "easy": float(err[~hard].mean())}
+
+
+def run_one(env_id: str, seed: int, args) -> dict:
+    """Every number of one (env, config, seed), as a JSON-ready dict."""
+    start = time.perf_counter()
+    data = collect(env_id, args.steps, seed=seed, progress=False)
+    train, rest = split_episodes(data, 0.3, seed)
+    rest_idx = np.flatnonzero(rest)
+    val_idx, test_idx = rest_idx[: len(rest_idx) // 3], rest_idx[len(rest_idx) // 3 :]
+    model = fit_model(data, args, "learned", seed)
+    K = model.cfg.max_loops
+    per_k = [errors_and_loops(model, data, test_idx, halting="fixed", max_loops=k)[0] for k in range(1, K + 1)]
+    has_label = "hard" in data
+    if has_label:
+        labels = data["hard"]
+    else:  # no ground truth: the steps the model itself finds hardest at max loops
+        labels = np.zeros(len(data["observations"]), dtype=bool)
+        labels[test_idx] = per_k[-1] >= np.quantile(per_k[-1], 0.9)
+    hard = labels[test_idx]
+    obs, nxt = (torch.as_tensor(data[k][test_idx]) for k in ("observations", "next_observations"))
+    noop = model.prediction_error(obs, nxt).numpy()
+    result = {
+        "env": env_id,
+        "config": args.name,
+        "model": args.model,
+        "set": args.set,
+        "fit": args.fit,
+        "seed": seed,
+        "steps": args.steps,
+        "updates": args.updates,
+        "label": "hard" if has_label else "top-decile error at max loops",
+        "hard_fraction": float(hard.mean()),
+        "params": sum(p.numel() for p in model.parameters()),
+        "ceiling_auroc": input_only_auroc(data, labels, np.flatnonzero(train), test_idx, seed) if has_label else None,
+        "noop": split_stats(noop, hard),
+        "per_k": [split_stats(e, hard) for e in per_k],
+    }
+    depth = max(1, round(model.cfg.train_mean_loops))
+    result["test_time"] = {
+        f"{m}x": split_stats(errors_and_loops(model, data, test_idx, halting="fixed", max_loops=m * depth)[0], hard)
+        for m in (1, 2, 4)
+    }
+    act = torch.as_tensor(data["actions"][test_idx])
+    result["path_gap"] = float(model.path_gap(model.encode(obs), act, K).mean())
+    events = data["events"][test_idx] if "events" in data else None
+    rules = {"learned": model}
+    own = model.cfg.halting
+    for rule in args.rules:
+        if rule == "act" or (rule.startswith("learned/") and rule != f"learned/{own.objective}"):
+            name, _, objective = rule.partition("/")
+            halting = dataclasses.replace(own, rule=name, objective=objective or own.objective)
+            rules[rule] = fit_head(model, data, train, halting, args.updates, seed)
+        elif rule == "convergence":
+            rules[rule] = model
+    rows = []
+    for rule, rule_model in rules.items():
+        for budget in args.budgets:
+            halting = calibrated(rule_model, data, val_idx, rule.split("/")[0], budget)
+            err, loops = errors_and_loops(rule_model, data, test_idx, halting=halting)
+            per_k_mean = [e.mean() for e in per_k]
+            row = {
+                "rule": rule if rule != "learned" else f"learned/{own.objective}",
+                "budget": budget,
+                "loops_mean": float(loops.mean()),
+                "loops_hard": float(loops[hard].mean()),
+                "loops_easy": float(loops[~hard].mean()),
+                "auroc": auroc(loops, hard),
+                "error": split_stats(err, hard),
+                "error_equal_compute": float(equal_compute_error(per_k_mean, loops.mean())),
+            }
+            if events is not None:
+                buckets = np.minimum(events, 5)
+                row["spearman_events"] = spearman(loops, events)
+                row["by_events"] = {
+                    str(b): {
+                        "n": int((buckets == b).sum()),
+                        "loops": float(loops[buckets == b].mean()),
+                        "error": float(err[buckets == b].mean()),
+                        "error_k1": float(per_k[0][buckets == b].mean()),
+                        "error_kmax": float(per_k[-1][buckets == b].mean()),
+                        "noop": float(noop[buckets == b].mean()),
+                    }
+                    for b in np.unique(buckets)
+                }
+            rows.append(row)
+    result["rules"] = rows
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def result_path(env_id: str, name: str, seed: int) -> Path:
+    return RESULTS / f"{env_id.replace('/', '-')}__{name}__s{seed}.json"
+
+
+def summarize(paths: list[Path]) -> None:
+    """Mean ± std over seeds of every (env, config) in the result files."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(paths):
+        r = json.loads(path.read_text())
+        groups[(r["env"], r["config"])].append(r)
+
+    def stat(values, fmt="{:.2f}") -> str:
+        values = [v for v in values if v is not None and np.isfinite(v)]
+        if not values:
+            return "-"
+        return f"{fmt.format(np.mean(values))} ± {fmt.replace('+', '').format(np.std(values))}"
+
+    print(
+        "| env | config | seeds | hard err / no change (K=max) | easy err / no change (K=1) | err K=max / K=1 "
+        "(all, hard) | AUROC loops | AUROC input-only | loops hard / easy | err vs fixed@equal compute "
+        "| Spearman(loops, events) | hard err 2x / 1x train depth | path gap |"
+    )
+    print("|---" * 13 + "|")
+    for (env, name), rs in groups.items():
+        main_rows = [r["rules"][0] for r in rs]
+        print(
+            f"| {env} | {name} | {len(rs)} "
+            f"| {stat([r['per_k'][-1]['hard'] / r['noop']['hard'] for r in rs])} "
+            f"| {stat([r['per_k'][0]['easy'] / r['noop']['easy'] for r in rs])} "
+            f"| {stat([r['per_k'][-1]['all'] / r['per_k'][0]['all'] for r in rs])}, "
+            f"{stat([r['per_k'][-1]['hard'] / r['per_k'][0]['hard'] for r in rs])} "
+            f"| {stat([m['auroc'] for m in main_rows])} | {stat([r['ceiling_auroc'] for r in rs])} "
+            f"| {stat([m['loops_hard'] / m['loops_easy'] for m in main_rows])} "
+            f"| {stat([100 * (m['error']['all'] / m['error_equal_compute'] - 1) for m in main_rows], '{:+.1f}')} % "
+            f"| {stat([m.get('spearman_events') for m in main_rows])} "
+            f"| {stat([r['test_time']['2x']['hard'] / r['test_time']['1x']['hard'] for r in rs])} "
+            f"| {stat([r['path_gap'] for r in rs])} |"
+        )
+    for (env, name), rs in groups.items():
+        if "by_events" not in rs[0]["rules"][0]:
+            continue
+        print(f"\n{env}, {name}: per event count (5 = 5 or more), mean over {len(rs)} seeds")
+        print("| events | share | loops | err K=1 / no change | err K=max / no change | err K=max / K=1 |")
+        print("|---|---|---|---|---|---|")
+        keys = sorted({k for r in rs for k in r["rules"][0]["by_events"]}, key=int)
+        for k in keys:
+            cells = [r["rules"][0]["by_events"][k] for r in rs if k in r["rules"][0]["by_events"]]
+            total = [sum(b["n"] for b in r["rules"][0]["by_events"].values()) for r in rs]
+            print(
+                f"| {k} | {np.mean([c['n'] / t for c, t in zip(cells, total, strict=False)]):.3f} "
+                f"| {stat([c['loops'] for c in cells])} | {stat([c['error_k1'] / c['noop'] for c in cells], '{:.3f}')} "
+                f"| {stat([c['error_kmax'] / c['noop'] for c in cells], '{:.3f}')} "
+                f"| {stat([c['error_kmax'] / c['error_k1'] for c in cells])} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=list(SUITE))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=20_000, help="random-policy transitions per dataset")
     parser.add_argument("--updates", type=int, default=2000)
-    parser.add_argument(
-        "--budgets", type=float, nargs="+", default=[0.2, 0.3, 0.4], help="mean loops as fractions of max_loops"
-    )
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.2], help="mean loops / max_loops")
     parser.add_argument("--model", nargs="+", default=["looped", "small"])
     parser.add_argument("--set", nargs="*", default=[], metavar="key=value", help="model config overrides")
+    parser.add_argument("--fit", nargs="*", default=[], metavar="key=value", help="fit config overrides")
+    parser.add_argument("--name", default="default", help="the config's name in result files and tables")
     parser.add_argument(
-        "--rules",
-        nargs="+",
-        default=["convergence", "learned/gain", "learned/improve", "act"],
-        help="learned/OBJECTIVE and act: the fitted model's own head if it matches, else a head trained on its "
-        "frozen weights",
+        "--rules", nargs="*", default=[], help="more rules beside the model's own: convergence, learned/OBJECTIVE, act"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
-    parser.add_argument("--summarize", nargs="+", metavar="LOG", help="only summarise earlier output of this script")
+    parser.add_argument("--force", action="store_true", help="re-run even where a result file exists")
+    parser.add_argument("--summarize", nargs="*", metavar="JSON", help="only print tables (default: every result)")
     args = parser.parse_args()
-    if args.summarize:
-        summarize(args.summarize)
+    if args.summarize is not None:
+        summarize([Path(p) for p in args.summarize] or list(RESULTS.glob("*.json")))
         return
-    args.threads = cores.resolve_threads(args.threads)
-    torch.set_num_threads(args.threads)
-    print(
-        f"# depth_vs_difficulty: model={'+'.join(args.model)} set={args.set} steps={args.steps} "
-        f"updates={args.updates} budgets={args.budgets} seeds={args.seeds} threads={args.threads}"
-    )
-    print(
-        "| env | rule | seed | budget | AUROC loops | AUROC input-only | loops hard / easy | ratio | loops / max "
-        "| err hard / easy | err vs fixed@max | err vs fixed@equal compute | err K=1 / K=max "
-        "| err @ 1x, 2x, 4x train depth |"
-    )
-    print("|---" * 14 + "|")
+    torch.set_num_threads(cores.resolve_threads(args.threads))
+    RESULTS.mkdir(parents=True, exist_ok=True)
     for env_id in args.envs:
         for seed in args.seeds:
-            start = time.perf_counter()
-            data = collect(env_id, args.steps, seed=seed, progress=False)
-            train, rest = split_episodes(data, 0.3, seed)
-            rest_idx = np.flatnonzero(rest)
-            val_idx, test_idx = rest_idx[: len(rest_idx) // 3], rest_idx[len(rest_idx) // 3 :]
-            ceiling = input_only_auroc(data, np.flatnonzero(train), test_idx, seed)
-            hard = data["hard"][test_idx]
-            # one fitted model; convergence and fixed need no training, the other heads are
-            # trained on its frozen weights (fit_head)
-            models = {"learned": fit_model(data, args, "learned", seed)}
-            models["fixed"] = models["convergence"] = models["learned"]
-            own = models["learned"].cfg.halting
-            for rule in args.rules:
-                if rule == "act" or (rule.startswith("learned/") and rule != f"learned/{own.objective}"):
-                    name, _, objective = rule.partition("/")
-                    halting = dataclasses.replace(own, rule=name, objective=objective or own.objective)
-                    models[rule] = fit_head(models["learned"], data, train, halting, args.updates, seed)
-                elif rule.startswith("learned/"):
-                    models[rule] = models["learned"]
-            errs = [
-                errors_and_loops(models["learned"], data, test_idx, halting="fixed", max_loops=k)[0].mean()
-                for k in range(1, models["learned"].cfg.max_loops + 1)
-            ]
-            base = models["learned"]
-            K = base.cfg.max_loops
-            depth = max(1, round(base.cfg.train_mean_loops))
-            scaling = [
-                errors_and_loops(base, data, test_idx, halting="fixed", max_loops=m * depth)[0].mean()
-                for m in (1, 2, 4)
-            ]
-            for rule, budget in [("fixed", None)] + [(r, b) for r in args.rules for b in args.budgets]:
-                model = models[rule]
-                halting = "fixed" if budget is None else calibrated(model, data, val_idx, rule.split("/")[0], budget)
-                err, loops = errors_and_loops(model, data, test_idx, halting=halting)
-                lh, le = loops[hard].mean(), loops[~hard].mean()
-                print(
-                    f"| {env_id} | {rule} | {seed} | {'-' if budget is None else budget} | {auroc(loops, hard):.3f} "
-                    f"| {ceiling:.3f} | {lh:.2f} / {le:.2f} | {lh / le:.2f} | {loops.mean() / K:.2f} "
-                    f"| {err[hard].mean():.4f} / {err[~hard].mean():.4f} | {err.mean() / errs[-1] - 1:+.1%} "
-                    f"| {err.mean() / equal_compute_error(errs, loops.mean()) - 1:+.1%} "
-                    f"| {errs[0]:.4f} / {errs[-1]:.4f} | {', '.join(f'{e:.4f}' for e in scaling)} |",
-                    flush=True,
-                )
-            print(f"# {env_id} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+            path = result_path(env_id, args.name, seed)
+            if path.exists() and not args.force:
+                print(f"skip {path.name}: exists", flush=True)
+                continue
+            result = run_one(env_id, seed, args)
+            path.write_text(json.dumps(result, indent=1))
+            print(f"{path.name}: {result['wall_s']:.0f} s", flush=True)
+            summarize([path])
 
 
 if __name__ == "__main__":

@@ -86,8 +86,7 @@ def main() -> None:
     if not args.summarize:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # threads only wait on the subprocesses
             runs = [
-                pool.submit(train, seed, args.steps, args.threads, args.runs_dir, args.overrides)
-                for seed in args.seeds
+                pool.submit(train, seed, args.steps, args.threads, args.runs_dir, args.overrides) for seed in args.seeds
             ]
             for run in runs:
                 run.result()

@@ -8,6 +8,7 @@ import gymnasium as gym
 
 from .billiards import BilliardsEnv
 from .bouncing_ball import BouncingBallEnv
+from .cradle import CradleEnv
 from .factory import CLASSIC, MUJOCO, SUITE, EnvError, describe_suite, make_env
 from .imagined import WorldModelEnv
 from .teleport import TeleportEnv
@@ -25,6 +26,7 @@ __all__ = [
     "SUITE",
     "BilliardsEnv",
     "BouncingBallEnv",
+    "CradleEnv",
     "EnvError",
     "HiddenZonesEnv",
     "TeleportEnv",

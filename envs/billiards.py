@@ -18,7 +18,8 @@ class BilliardsEnv(SuiteEnv):
     collide elastically with each other and with the walls. The agent thrusts the red cue ball
     (ball 0); the task is to bring the blue ball (ball 1) to the goal at ``(0.8, 0.8)``. A
     transition is **hard** (``info["hard"] = True``) when any ball hits another ball or a wall
-    inside the step. Collisions are deterministic and visible in the observation.
+    inside the step; ``info["events"]`` counts those hits. Collisions are deterministic and
+    visible in the observation. ``objects``: one object per ball (its ``x, y, vx, vy``).
 
     ## Action Space
     ``Box(-1, 1, (2,), float32)``: acceleration of the cue ball along x and y, scaled by
@@ -70,6 +71,7 @@ class BilliardsEnv(SuiteEnv):
         self.observation_space = spaces.Box(-self.v_max, self.v_max, (4 * n_balls,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.state = np.zeros(4 * n_balls)
+        self.objects = tuple(tuple(range(4 * i, 4 * i + 4)) for i in range(n_balls))
 
     def _random_state(self) -> np.ndarray:
         rng = self.np_random
@@ -86,14 +88,14 @@ class BilliardsEnv(SuiteEnv):
         pos, vel = balls[:, :2], balls[:, 2:]
         vel[0] += self.dt * self.thrust * action
         pos += self.dt * vel
-        hard = False
+        events = 0
         lo, hi = self.radius, 1 - self.radius
         for axis in range(2):
             below, above = pos[:, axis] < lo, pos[:, axis] > hi
             hit = below | above
             pos[:, axis] = np.where(below, 2 * lo - pos[:, axis], np.where(above, 2 * hi - pos[:, axis], pos[:, axis]))
             vel[:, axis] = np.where(hit, -vel[:, axis], vel[:, axis])
-            hard |= bool(hit.any())
+            events += int(hit.sum())
         for i in range(self.n):
             for j in range(i + 1, self.n):
                 d = pos[j] - pos[i]
@@ -108,13 +110,13 @@ class BilliardsEnv(SuiteEnv):
                 overlap = 2 * self.radius - dist
                 pos[i] -= 0.5 * overlap * normal
                 pos[j] += 0.5 * overlap * normal
-                hard = True
+                events += 1
         pos[:] = np.clip(pos, lo, hi)
         speed = np.linalg.norm(vel, axis=-1, keepdims=True)
         vel *= np.minimum(1.0, self.v_max / np.maximum(speed, 1e-9))
         self.state = balls.reshape(-1)
         reward = -float(np.linalg.norm(pos[1] - self.goal)) - 0.01 * float(action @ action)
-        return reward, False, {"hard": hard}
+        return reward, False, {"hard": events > 0, "events": events}
 
     def _draw(self, canvas: Canvas) -> None:
         canvas.circle(*self.goal, 0.04, (60, 170, 60))

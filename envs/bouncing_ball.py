@@ -55,6 +55,7 @@ class BouncingBallEnv(SuiteEnv):
     """
 
     hard_event = "the ball bounces off a wall or the floor within the step"
+    objects = ((0, 1, 2, 3),)
     v_max = 5.0
     target = np.array([0.5, 0.75])
 
@@ -90,7 +91,8 @@ class BouncingBallEnv(SuiteEnv):
         vel = np.where(bounced, -self.restitution * vel, vel)
         self.state = np.concatenate([pos, np.clip(vel, -self.v_max, self.v_max)])
         reward = -float(np.linalg.norm(pos - self.target)) - 0.01 * float(action @ action)
-        return reward, False, {"hard": bool(bounced.any())}
+        events = int(bounced.sum())  # one per axis that bounced
+        return reward, False, {"hard": events > 0, "events": events}
 
     def _draw(self, canvas: Canvas) -> None:
         canvas.circle(*self.target, 0.03, (60, 170, 60))

@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from .billiards import BilliardsEnv
 from .bouncing_ball import BouncingBallEnv
+from .cradle import CradleEnv
 from .teleport import TeleportEnv
 from .zones import HiddenZonesEnv
 
@@ -20,9 +21,10 @@ SUITE = {
     "LoopWM/Billiards-v0": BilliardsEnv,
     "LoopWM/HiddenZones-v0": HiddenZonesEnv,
     "LoopWM/Teleport-v0": TeleportEnv,
+    "LoopWM/Cradle-v0": CradleEnv,
 }
 CLASSIC = ("Pendulum-v1", "CartPole-v1", "MountainCarContinuous-v0", "Acrobot-v1")
-MUJOCO = ("InvertedPendulum-v5", "Reacher-v5", "HalfCheetah-v5", "Hopper-v5")
+MUJOCO = ("InvertedPendulum-v5", "Reacher-v5", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5")
 
 
 class EnvError(ValueError):

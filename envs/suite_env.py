@@ -1,4 +1,5 @@
-"""Common base of the suite: seeding, action checking, ``info["hard"]`` and rendering."""
+"""Common base of the suite: seeding, action checking, ``info["hard"]``/``info["events"]``,
+the object layout and rendering."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from .canvas import Canvas
 
 
 class SuiteEnv(gym.Env):
-    """Base class. Subclasses set the spaces, ``hard_event`` and implement ``_random_state``,
-    ``_transition(action) -> (reward, terminated, info)`` (info holds ``hard``) and ``_draw``.
+    """Base class. Subclasses set the spaces, ``hard_event`` and ``objects``, and implement
+    ``_random_state``, ``_transition(action) -> (reward, terminated, info)`` (info holds
+    ``hard`` and ``events``, the number of sub-step events the step resolved, with
+    ``hard == events > 0``) and ``_draw``.
 
     The physical state lives in ``self.state``; ``_observe`` maps it to the observation.
     """
@@ -21,6 +24,9 @@ class SuiteEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
     hard_event = ""
     canvas_box = (0.0, 1.0)
+    objects: tuple[tuple[int, ...], ...] = ()
+    """The object layout: the observation indices of each object, in order. It is the one
+    place an env declares it; ``model.tokenizer: objects`` reads it (through ``make_env``)."""
 
     def __init__(self, render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -55,7 +61,7 @@ class SuiteEnv(gym.Env):
             self.state = state
         else:
             self.state = self._random_state()
-        return self._observe(), {"hard": False}
+        return self._observe(), {"hard": False, "events": 0}
 
     def step(self, action):
         action = self._check_action(action)

@@ -51,6 +51,7 @@ class TeleportEnv(SuiteEnv):
     """
 
     hard_event = "a teleporter pad fires (stochastically) when a step ends on it"
+    objects = ((0, 1),)
     goal = np.array([0.9, 0.9])
     goal_radius = 0.08
     pads = np.array([[0.25, 0.25], [0.7, 0.3], [0.3, 0.7], [0.62, 0.62]])
@@ -97,7 +98,7 @@ class TeleportEnv(SuiteEnv):
         self.state = pos
         reached = bool(np.linalg.norm(pos - self.goal) <= self.goal_radius)
         reward = -float(np.linalg.norm(pos - self.goal)) + 10.0 * reached
-        return reward, reached, {"hard": hard}
+        return reward, reached, {"hard": hard, "events": int(hard)}
 
     def _draw(self, canvas: Canvas) -> None:
         canvas.circle(*self.goal, self.goal_radius, (60, 170, 60))

@@ -66,6 +66,7 @@ class HiddenZonesEnv(SuiteEnv):
     """
 
     hard_event = "the mass crosses a hidden zone boundary (the dynamics switch) or runs into the wall"
+    objects = ((0, 1, 2, 3), (4, 5))  # the mass, the goal
     v_max = 3.0
     canvas_box = (-1.0, 1.0)
 
@@ -120,7 +121,7 @@ class HiddenZonesEnv(SuiteEnv):
         # resting against a wall is easy to predict; arriving at it with speed is not
         hard = self.zone(pos[0]) != before or bool((overshoot > 0.01).any())
         reward = -float(np.linalg.norm(pos - goal)) - 0.01 * float(action @ action)
-        return reward, False, {"hard": hard}
+        return reward, False, {"hard": hard, "events": int(hard)}
 
     def _draw(self, canvas: Canvas) -> None:
         edges = [-1.0, *self.boundaries, 1.0]

@@ -25,6 +25,7 @@ HALTING_RULES = ("fixed", "convergence", "learned", "act")
 LEARNED_OBJECTIVES = ("improve", "gain", "ponder")
 MODEL_KINDS = ("looped", "stacked")
 TRAIN_LOOPS = ("poisson", "max")
+TOKENIZERS = ("state", "objects", "dims")
 
 
 class ConfigError(ValueError):
@@ -108,6 +109,13 @@ class WorldModelConfig:
     """Derived: continuous action size A (0 for discrete actions)."""
     num_actions: int = 0
     """Derived: number of discrete actions (0 for continuous actions)."""
+    tokenizer: str = "state"
+    """How a step enters the loop (:mod:`loopwm_rl.tokenizers`): ``state`` (one token for the
+    whole latent), ``objects`` (one token per object of ``objects``, each predicting its own
+    delta) or ``dims`` (one token per observation dimension)."""
+    objects: tuple[tuple[int, ...], ...] = ()
+    """Derived for suite envs (their ``objects`` attribute): the observation indices of each
+    object, read by ``tokenizer: objects``."""
     latent_dim: int = 64
     """Learned features D of the latent z; z also carries the O-dim observation estimate."""
     token_dim: int = 64
@@ -145,6 +153,15 @@ class WorldModelConfig:
     """Per-loop supervision weight t**power for loop t. 0 weighs every loop equally; then a
     shared block served loop 1 as well as the last and extra loops bought nothing
     (``benchmarks/loops_matter.py``). 1 favours later loops, which then lower the error."""
+    zero_delta_head: bool = False
+    """Zero-initialise the last layer of the delta heads, so the model starts at "no change"."""
+    input_noise: float = 0.0
+    """Training: std of Gaussian noise added to each sequence's first observation, in units of
+    the observation's scale; its target delta is taken from the noisy input, so the model
+    learns to correct its input (GNS)."""
+    loop_init_std: float = 0.0
+    """Training: std of a random initial loop state h0 (0: h0 = 0, as at test time), so that
+    the block learns to reach the same answer from any start (path independence, Huginn)."""
     rho: float = 0.7
     """Weight rho**k of the k-th step of a training sequence."""
     halting: HaltingConfig = dataclasses.field(default_factory=HaltingConfig)
@@ -152,6 +169,11 @@ class WorldModelConfig:
     def __post_init__(self) -> None:
         _choice("model.kind", self.kind, MODEL_KINDS)
         _choice("model.train_loops", self.train_loops, TRAIN_LOOPS)
+        _choice("model.tokenizer", self.tokenizer, TOKENIZERS)
+        if self.input_noise < 0 or self.loop_init_std < 0:
+            raise ConfigError(
+                f"model.input_noise={self.input_noise} and model.loop_init_std={self.loop_init_std} must be >= 0"
+            )
         if self.max_loops < 1:
             raise ConfigError(f"model.max_loops={self.max_loops} must be >= 1")
         if self.blocks < 1:
@@ -194,14 +216,25 @@ class WorldModelConfig:
     def resolved(self) -> bool:
         return self.obs_dim > 0 and (self.action_dim > 0 or self.num_actions > 0)
 
-    def resolve(self, *, obs_dim: int, action_dim: int = 0, num_actions: int = 0) -> WorldModelConfig:
-        """Return a copy with the data-derived sizes filled in (the config itself is frozen)."""
+    def resolve(
+        self,
+        *,
+        obs_dim: int,
+        action_dim: int = 0,
+        num_actions: int = 0,
+        objects: tuple[tuple[int, ...], ...] | None = None,
+    ) -> WorldModelConfig:
+        """Return a copy with the data-derived sizes (and the env's object layout, when given)
+        filled in; the config itself is frozen."""
         if obs_dim < 1 or (action_dim < 1) == (num_actions < 1):
             raise ConfigError(
                 f"resolve needs obs_dim >= 1 and exactly one of action_dim/num_actions >= 1, "
                 f"got obs_dim={obs_dim}, action_dim={action_dim}, num_actions={num_actions}"
             )
-        return dataclasses.replace(self, obs_dim=obs_dim, action_dim=action_dim, num_actions=num_actions)
+        layout = self.objects if objects is None else tuple(tuple(int(i) for i in g) for g in objects)
+        return dataclasses.replace(
+            self, obs_dim=obs_dim, action_dim=action_dim, num_actions=num_actions, objects=layout
+        )
 
 
 # --------------------------------------------------------------------------- loading

@@ -2,7 +2,8 @@
 
 Arrays, transitions in episode order: ``observations (N, O) float32``, ``actions (N, A)
 float32`` or ``(N,) int64``, ``rewards (N,)``, ``next_observations (N, O)``, ``terminations
-(N,) bool``, ``truncations (N,) bool``, optional ``hard (N,) bool``. An episode ends where
+(N,) bool``, ``truncations (N,) bool``, optional ``hard (N,) bool`` and ``events (N,) int64``
+(the env's ``info["events"]``: sub-step events resolved in the transition). An episode ends where
 ``terminations | truncations``. Metadata, so that a model fitted on the file knows its env:
 ``env_id`` (a string) and, for continuous actions, ``action_low`` / ``action_high`` (A,).
 """
@@ -32,7 +33,7 @@ def validate(data: dict[str, np.ndarray], where: str = "dataset") -> dict[str, n
     if missing:
         raise DatasetError(f"{where} lacks the arrays {missing}; required: {list(REQUIRED)}")
     n = len(data["observations"])
-    for key in (*REQUIRED, "hard"):
+    for key in (*REQUIRED, "hard", "events"):
         if key in data and len(data[key]) != n:
             raise DatasetError(f"{where}: '{key}' has {len(data[key])} rows but 'observations' has {n}")
     if n == 0:
@@ -59,6 +60,8 @@ def validate(data: dict[str, np.ndarray], where: str = "dataset") -> dict[str, n
         raise DatasetError(f"{where}: 'actions' must be (N, A) float or (N,) int, got {actions.shape} {actions.dtype}")
     if "hard" in data:
         out["hard"] = data["hard"].astype(bool).reshape(n)
+    if "events" in data:
+        out["events"] = data["events"].astype(np.int64).reshape(n)
     if "env_id" in data:
         out["env_id"] = np.asarray(str(np.asarray(data["env_id"])))  # a 0-d unicode array, no pickle
     if ("action_low" in data) != ("action_high" in data):
@@ -115,7 +118,8 @@ def episode_index(data: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def collect(env_id: str, steps: int, *, seed: int = 0, policy: str = "random", progress: bool = True) -> dict:
-    """Run ``policy`` in ``env_id`` for ``steps`` transitions; keeps ``info["hard"]`` if given."""
+    """Run ``policy`` in ``env_id`` for ``steps`` transitions; keeps ``info["hard"]`` and
+    ``info["events"]`` if given."""
     from loopwm_rl.envs import make_env
 
     if policy != "random":
@@ -124,8 +128,8 @@ def collect(env_id: str, steps: int, *, seed: int = 0, policy: str = "random", p
         raise DatasetError(f"--steps {steps} must be >= 1")
     env = make_env(env_id)
     env.action_space.seed(seed)
-    rows: dict[str, list] = {k: [] for k in (*REQUIRED, "hard")}
-    has_hard = True
+    rows: dict[str, list] = {k: [] for k in (*REQUIRED, "hard", "events")}
+    has_hard = has_events = True
     obs, _ = env.reset(seed=seed)
     episode = 0
     for i in tqdm(range(steps), desc=f"collect {env_id}", disable=not progress, unit="step"):
@@ -136,11 +140,14 @@ def collect(env_id: str, steps: int, *, seed: int = 0, policy: str = "random", p
             rows[key].append(value)
         has_hard = has_hard and "hard" in info
         rows["hard"].append(bool(info.get("hard", False)))
+        has_events = has_events and "events" in info
+        rows["events"].append(int(info.get("events", 0)))
         obs = nxt
         if terminated or truncated:
             episode += 1
             obs, _ = env.reset(seed=seed + episode)
-    data = {k: np.asarray(v) for k, v in rows.items() if k != "hard" or has_hard}
+    kept = {"hard": has_hard, "events": has_events}
+    data = {k: np.asarray(v) for k, v in rows.items() if kept.get(k, True)}
     data["env_id"] = np.asarray(env_id)
     if isinstance(env.action_space, gym.spaces.Box):
         data["action_low"], data["action_high"] = env.action_space.low, env.action_space.high
@@ -159,9 +166,18 @@ def split_episodes(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarr
 
 
 class SequenceSampler:
-    """Random windows of ``horizon`` transitions that stay inside one episode."""
+    """Random windows of ``horizon`` transitions that stay inside one episode; windows that
+    start on a ``hard`` transition are drawn ``hard_weight`` times as often as the others."""
 
-    def __init__(self, data: dict, mask: np.ndarray, horizon: int, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        data: dict,
+        mask: np.ndarray,
+        horizon: int,
+        device: str | torch.device = "cpu",
+        *,
+        hard_weight: float = 1.0,
+    ) -> None:
         episode, _t = episode_index(data)
         ends = data["terminations"] | data["truncations"]
         # remaining transitions in the episode from each index, including itself
@@ -175,6 +191,12 @@ class SequenceSampler:
         if len(valid) == 0:
             raise DatasetError(f"no episode segment of {horizon} transitions to train on; lower the horizon")
         self.starts, self.horizon = valid, horizon
+        self.p = None
+        if hard_weight != 1.0:
+            if "hard" not in data:
+                raise DatasetError(f"fit.hard_weight={hard_weight} needs the dataset's 'hard' column, which it lacks")
+            weight = np.where(data["hard"][valid], hard_weight, 1.0)
+            self.p = weight / weight.sum()
         to = lambda x: torch.as_tensor(x, device=device)  # noqa: E731
         self.obs, self.next_obs = to(data["observations"]), to(data["next_observations"])
         self.actions, self.rewards, self.term = (
@@ -184,7 +206,9 @@ class SequenceSampler:
         )
 
     def sample(self, batch: int, rng: np.random.Generator) -> SequenceBatch:
-        start = self.starts[rng.integers(len(self.starts), size=batch)]
+        n = len(self.starts)
+        pick = rng.integers(n, size=batch) if self.p is None else rng.choice(n, batch, p=self.p)
+        start = self.starts[pick]
         idx = torch.as_tensor(start[None, :] + np.arange(self.horizon)[:, None])  # (H, B)
         obs = torch.cat([self.obs[idx[:1]], self.next_obs[idx]], 0)  # (H + 1, B, O)
         return SequenceBatch(obs, self.actions[idx], self.rewards[idx], self.term[idx])

@@ -31,6 +31,9 @@ def sequence_loss(
     step_w = cfg.rho ** torch.arange(H, dtype=obs.dtype, device=obs.device)[:, None] * alive
 
     schedule = model.train_schedule(B, generator)
+    if cfg.input_noise > 0:  # GNS: a noisy input whose target still lands on the true next state
+        noise = torch.randn(obs[0].shape, generator=generator, device=obs.device) * cfg.input_noise
+        obs = torch.cat([(obs[0] + noise * model.obs_scale)[None], obs[1:]])
     z0 = model.encode(obs[0])
     rollout = model.imagine(z0, batch.actions, schedule=schedule, keep_loops=True)
 

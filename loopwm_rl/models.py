@@ -41,7 +41,7 @@ class LoopedWorldModel(WorldModel):
             rate = torch.full((batch_size,), float(self.cfg.mu_rec))
             stop = torch.poisson(rate, generator=generator).long().clamp(1, self.cfg.max_loops)
         detach = (stop - self.cfg.mu_bwd).clamp_min(0)
-        device = self.pos.device
+        device = self.obs_loc.device
         return Schedule(stop_at=stop.to(device), detach_at=detach.to(device))
 
     def supervised(self, per_loop_valid, schedule):
@@ -81,7 +81,7 @@ class StackedWorldModel(WorldModel):
         return cap
 
     def train_schedule(self, batch_size, generator=None):
-        device = self.pos.device
+        device = self.obs_loc.device
         stop = torch.full((batch_size,), self.cfg.blocks, dtype=torch.long, device=device)
         return Schedule(stop_at=stop, detach_at=torch.zeros_like(stop))
 

@@ -62,7 +62,10 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
     cfg = dataclasses.replace(cfg, model=model_cfg)
     write_config(out_dir, cfg)
     rng = run_setup.start(f.seed, f.threads)
-    model = build_world_model(model_cfg.resolve(**run_setup.sizes_from_data(data)))
+    sizes = run_setup.sizes_from_data(data)
+    if model_cfg.tokenizer == "objects" and not model_cfg.objects:
+        sizes["objects"] = run_setup.object_layout(dataset_meta(data)[0], sizes["obs_dim"])
+    model = build_world_model(model_cfg.resolve(**sizes))
     train_mask, val_mask = split_episodes(data, f.val_fraction, f.seed)
     idx = np.flatnonzero(train_mask)
     model.set_normalization(
@@ -70,7 +73,7 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
         torch.as_tensor(data["next_observations"][idx]),
         torch.as_tensor(data["rewards"][idx]),
     )
-    sampler = SequenceSampler(data, train_mask, f.horizon)
+    sampler = SequenceSampler(data, train_mask, f.horizon, hard_weight=f.hard_weight)
     optimizer = make_optimizer(model, lr=f.lr)
     logger = Logger(out_dir, to_dict(cfg), cfg.wandb)
     val_idx = np.flatnonzero(val_mask) if val_mask.any() else idx[:2048]

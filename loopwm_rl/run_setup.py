@@ -4,11 +4,12 @@ the weights, and setting the halting threshold from a compute budget."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
 
-from loopwm_rl.envs import EnvError
+from loopwm_rl.envs import EnvError, make_env
 
 from . import cores
 from .calibration import calibrate, set_halting, threshold_field
@@ -42,6 +43,21 @@ def sizes_from_data(data: dict[str, np.ndarray]) -> dict[str, int]:
     if data["actions"].ndim == 1:
         return {"obs_dim": obs_dim, "num_actions": int(data["actions"].max()) + 1}
     return {"obs_dim": obs_dim, "action_dim": data["actions"].shape[1]}
+
+
+def object_layout(env: gym.Env | str, obs_dim: int) -> tuple[tuple[int, ...], ...]:
+    """The env's declared object layout (``SuiteEnv.objects``; an env or an env id), or ``()``
+    when it declares none or its observation size is not ``obs_dim``."""
+    if isinstance(env, str):
+        if not env:
+            return ()
+        try:
+            env = make_env(env)
+        except EnvError:
+            return ()
+    layout = getattr(env.unwrapped, "objects", ())
+    flat = [i for group in layout for i in group]
+    return tuple(layout) if flat and max(flat) < obs_dim == env.observation_space.shape[0] else ()
 
 
 def action_meta(env_id: str, action_space: spaces.Space | None = None, low=None, high=None) -> dict:

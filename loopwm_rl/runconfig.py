@@ -89,8 +89,13 @@ class FitConfig:
     """torch threads; 0: one (:mod:`loopwm_rl.cores`)."""
     budget: float | None = None
     """Overrides ``model.halting.budget`` for this fit; an error for the ``fixed`` rule."""
+    hard_weight: float = 1.0
+    """Sampling weight of training sequences that start on a ``hard`` transition, relative to
+    the others (1: uniform); needs the dataset's ``hard`` column."""
 
     def __post_init__(self) -> None:
+        if self.hard_weight <= 0:
+            raise ConfigError(f"fit.hard_weight={self.hard_weight} must be > 0")
         if self.updates < 1 or self.batch_size < 1 or self.horizon < 1 or self.eval_every < 1:
             raise ConfigError("fit.updates, fit.batch_size, fit.horizon and fit.eval_every must be >= 1")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -199,9 +204,7 @@ def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
     return from_mapping(RunConfig, data)
 
 
-def load_run_config(
-    presets: Iterable[str] = (), overrides: Iterable[str] = (), *, command: str = "train"
-) -> RunConfig:
+def load_run_config(presets: Iterable[str] = (), overrides: Iterable[str] = (), *, command: str = "train") -> RunConfig:
     """Compose presets and ``key=value`` overrides into the config of ``command``.
 
     ``train`` takes experiment presets (``configs/*.yaml``). ``fit`` and ``compare`` take

@@ -42,7 +42,10 @@ class Trainer:
         self.env = make_env(cfg.env.id, **env_kwargs(cfg))
         self.eval_env = make_env(cfg.env.id, **env_kwargs(cfg))
         self.env.action_space.seed(t.seed)
-        model_cfg = cfg.model.resolve(**run_setup.sizes_from_spaces(self.env.observation_space, self.env.action_space))
+        sizes = run_setup.sizes_from_spaces(self.env.observation_space, self.env.action_space)
+        if cfg.model.tokenizer == "objects" and not cfg.model.objects:
+            sizes["objects"] = run_setup.object_layout(self.env, sizes["obs_dim"])
+        model_cfg = cfg.model.resolve(**sizes)
         self.model = build_world_model(model_cfg).to(self.device)
         self.optimizer = make_optimizer(self.model, lr=t.lr)
         self.critic = None

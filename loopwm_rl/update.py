@@ -12,6 +12,9 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the offending terms."""
 
 
+NO_DECAY = ("tokenizer.pos", "tokenizer.slot_tokens", "tokenizer.object_embed")
+
+
 def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
     """AdamW without weight decay on norms, biases, embeddings and the state injection
     (decaying ``a``, ``Δ`` or ``B`` would pull the retention away from its Parcae init)."""
@@ -19,7 +22,7 @@ def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.dim() < 2 or name.startswith("injection.") or name in ("pos", "slot_tokens"):
+        if param.dim() < 2 or name.startswith("injection.") or name in NO_DECAY:
             no_decay.append(param)
         else:
             decay.append(param)

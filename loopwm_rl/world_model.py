@@ -44,6 +44,7 @@ from .halting import (
 )
 from .loss import sequence_loss
 from .outputs import PerLoop, Rollout, Scores, StepOut
+from .tokenizers import Tokenizer
 
 __all__ = ["PerLoop", "Rollout", "Schedule", "Scores", "StepOut", "WorldModel"]
 
@@ -60,7 +61,6 @@ class WorldModel(nn.Module):
             )
         self.cfg = cfg
         D, d, O = cfg.latent_dim, cfg.token_dim, cfg.obs_dim
-        self.num_tokens = cfg.slots + 2
         self.encoder = nn.Sequential(
             nn.Linear(O, cfg.encoder_hidden),
             nn.LayerNorm(cfg.encoder_hidden),
@@ -68,13 +68,8 @@ class WorldModel(nn.Module):
             nn.Linear(cfg.encoder_hidden, D),
             nn.LayerNorm(D),
         )
-        if cfg.discrete:
-            self.action_embed: nn.Module = nn.Embedding(cfg.num_actions, d)
-        else:
-            self.action_embed = nn.Linear(cfg.action_dim, d)
-        self.state_token = nn.Linear(cfg.state_dim, d)
-        self.slot_tokens = nn.Parameter(torch.randn(cfg.slots, d) * 0.02)
-        self.pos = nn.Parameter(torch.randn(self.num_tokens, d) * 0.02)
+        self.tokenizer = Tokenizer(cfg)
+        self.num_tokens = self.tokenizer.num_tokens
         self.prelude = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.prelude_layers))
         self.prelude_norm = nn.LayerNorm(d)
         self.injection = StateInjection(d)
@@ -82,6 +77,11 @@ class WorldModel(nn.Module):
         self.delta_head = self._head(D, O)
         self.reward_head = self._head(D, 1)
         self.cont_head = self._head(D, 1)
+        if cfg.zero_delta_head:
+            last = self.delta_head if isinstance(self.delta_head, nn.Linear) else self.delta_head[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+            self.tokenizer.zero_delta()
         self.feature_dim = feature_dim(D, O)
         self.halting = make_halting(cfg.halting, self.feature_dim)
         self.register_buffer("obs_loc", torch.zeros(O))
@@ -203,7 +203,11 @@ class WorldModel(nn.Module):
         else:
             rule, cap = self._rule(halting), self._cap(max_loops)
         e = self._inject_input(z, action)  # (B, S, d)
-        out, loops, residuals, per_loop = self._think(e, cap, rule, keep_loops=keep_loops, drop_halted=drop_halted)
+        # training may start the loop from a random state (cfg.loop_init_std); inference from 0
+        h0_std = self.cfg.loop_init_std if schedule is not None else 0.0
+        out, loops, residuals, per_loop = self._think(
+            e, cap, rule, keep_loops=keep_loops, drop_halted=drop_halted, h0_std=h0_std
+        )
         O = self.cfg.obs_dim
         obs_n = z[:, :O] + out["delta"] * (self.delta_scale / self.obs_scale)  # (B, O)
         return StepOut(
@@ -262,6 +266,17 @@ class WorldModel(nn.Module):
         blocks = self.block_parameters()
         return f"kind={self.cfg.kind}, params={n}, block_params={blocks}, cap={self.cfg.loop_cap}"
 
+    @torch.no_grad()
+    def path_gap(self, z: torch.Tensor, action: torch.Tensor, loops: int, h0_std: float = 1.0) -> torch.Tensor:
+        """Path independence (B,): the relative distance between the predicted delta after
+        ``loops`` loops from h0 = 0 and from a Gaussian h0 of std ``h0_std``. Near 0 means the
+        loop forgets where it started, which is what lets extra test-time loops converge."""
+        e = self._inject_input(z, action)
+        fixed = self._rule("fixed")
+        a, *_ = self._think(e, loops, fixed)
+        b, *_ = self._think(e, loops, fixed, h0_std=h0_std)
+        return (a["delta"] - b["delta"]).norm(dim=-1) / (a["delta"].norm(dim=-1) + 1e-6)
+
     # ------------------------------------------------------------------ internals
 
     def _cap(self, max_loops: int | None) -> int:
@@ -275,19 +290,8 @@ class WorldModel(nn.Module):
         return override_rule(self.halting, self.cfg.halting, halting, self.feature_dim)
 
     def _inject_input(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """Tokens [state, action, slots...] through the prelude, LayerNorm and B̄: (B, S, d)."""
-        B = z.shape[0]
-        tokens = (
-            torch.cat(
-                [
-                    self.state_token(z)[:, None],  # (B, 1, d)
-                    self.action_embed(action)[:, None],  # (B, 1, d)
-                    self.slot_tokens.expand(B, -1, -1),  # (B, M, d)
-                ],
-                dim=1,
-            )
-            + self.pos
-        )  # (B, S, d)
+        """The tokenizer's tokens through the prelude, LayerNorm and B̄: (B, S, d)."""
+        tokens = self.tokenizer(z, action)  # (B, S, d)
         for block in self.prelude:
             tokens = block(tokens)
         return self.injection.input_gain(self.prelude_norm(tokens))
@@ -296,19 +300,27 @@ class WorldModel(nn.Module):
         z = self.coda(h)  # (n, D)
         return {
             "z": z,
-            "delta": self.delta_head(z),
+            "delta": self.tokenizer.delta(h, self.delta_head(z)),  # (n, O)
             "reward": self.reward_head(z).squeeze(-1),
             "cont_logit": self.cont_head(z).squeeze(-1),
         }
 
     def _think(
-        self, e: torch.Tensor, cap: int, rule: HaltingRule, *, keep_loops: bool = False, drop_halted: bool = True
+        self,
+        e: torch.Tensor,
+        cap: int,
+        rule: HaltingRule,
+        *,
+        keep_loops: bool = False,
+        drop_halted: bool = True,
+        h0_std: float = 0.0,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, PerLoop | None]:
-        """The depth loop, written once for inference and training: from h = 0, apply a block
-        to Ā h + B̄ e, read the predictions out, let the rule halt rows, retire them, repeat."""
+        """The depth loop, written once for inference and training: from h0 (0, or Gaussian
+        with std ``h0_std``), apply a block to Ā h + B̄ e, read the predictions out, let the
+        rule halt rows, retire them, repeat."""
         B = e.shape[0]
         active = ActiveSet(B, e.device, drop=drop_halted)
-        h = torch.zeros_like(e)  # (n, S, d): the rows still computed
+        h = torch.randn_like(e) * h0_std if h0_std > 0 else torch.zeros_like(e)  # (n, S, d): rows still computed
         prev_delta = e.new_zeros(B, self.cfg.obs_dim)  # (n, O)
         state = rule.start(B, e[:, 0, 0])
         loops = torch.full((B,), cap, dtype=torch.long, device=e.device)  # (B,)

@@ -223,7 +223,7 @@ class PeakAt:
 
     def imagine(self, z0, actions, **kwargs):
         H, N = actions.shape[:2]
-        reward = -(actions[..., 0] - self.target) ** 2  # (H, N)
+        reward = -((actions[..., 0] - self.target) ** 2)  # (H, N)
         z = z0[None].expand(H, N, z0.shape[-1])
         ones = torch.ones(H, N)
         return Rollout(z, z, reward, ones, ones.long(), torch.zeros(H, N, 1), torch.zeros(H, N, 1))

@@ -172,10 +172,7 @@ def test_nothing_written_is_overwritten(tmp_path, capsys):
     assert run("collect", "--env", "Pendulum-v1", "--steps", 30, "--out", data, "--quiet") == 2
     assert "exists" in capsys.readouterr().err and data.read_bytes() == before
     assert (
-        run(
-            "fit", "--data", data, "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
-        )
-        == 0
+        run("fit", "--data", data, "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet") == 0
     )
     model_bytes = (tmp_path / "f" / "model.pt").read_bytes()
     assert run("fit", "--data", data, "looped", "debug", "--out", tmp_path / "f", "fit.updates=2", "--quiet") == 2
@@ -186,10 +183,7 @@ def test_incompatible_checkpoint_for_dataset(tmp_path, capsys):
     pend = tmp_path / "p.npz"
     assert run("collect", "--env", "Pendulum-v1", "--steps", 20, "--out", pend, "--quiet") == 0
     assert (
-        run(
-            "fit", "--data", pend, "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet"
-        )
-        == 0
+        run("fit", "--data", pend, "debug", "--out", tmp_path / "f", "fit.updates=2", "fit.horizon=2", "--quiet") == 0
     )
     ball = tmp_path / "b.npz"
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 20, "--out", ball, "--quiet") == 0

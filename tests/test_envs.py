@@ -16,6 +16,7 @@ from loopwm_rl.cli import main
 from loopwm_rl.envs import MUJOCO, SUITE, EnvError, WorldModelEnv, describe_suite, make_env
 from loopwm_rl.envs.billiards import BilliardsEnv
 from loopwm_rl.envs.bouncing_ball import BouncingBallEnv
+from loopwm_rl.envs.cradle import CradleEnv
 from loopwm_rl.envs.teleport import TeleportEnv
 from loopwm_rl.envs.zones import HiddenZonesEnv
 
@@ -141,7 +142,10 @@ def test_valid_actions_keep_observations_finite_and_in_space(env_id, seed, raw):
     env = SUITE[env_id]()
     obs, _ = env.reset(seed=seed)
     for ax, ay, k in raw:
-        action = k if isinstance(env.action_space, gym.spaces.Discrete) else np.array([ax, ay], np.float32)
+        if isinstance(env.action_space, gym.spaces.Discrete):
+            action = k
+        else:
+            action = np.array([ax, ay], np.float32)[: env.action_space.shape[0]]
         obs, reward, terminated, _, _ = env.step(action)
         assert np.all(np.isfinite(obs)) and np.isfinite(reward)
         assert env.observation_space.contains(obs), obs
@@ -155,7 +159,7 @@ def test_out_of_box_actions_are_clipped(env_id, scale):
     a, b = SUITE[env_id](), SUITE[env_id]()
     a.reset(seed=1)
     b.reset(seed=1)
-    big = np.array([scale, -scale], np.float32)
+    big = np.array([scale, -scale], np.float32)[: a.action_space.shape[0]]
     assert np.array_equal(a.step(big)[0], b.step(np.clip(big, -1, 1))[0])
 
 
@@ -274,3 +278,51 @@ def test_world_model_env_bad_checkpoints(tmp_path, checkpoint):
         WorldModelEnv(checkpoint, initial_observations="CartPole-v1")
     with pytest.raises(CheckpointError, match=r"expects \(N, 4\)"):
         WorldModelEnv(checkpoint, initial_observations=np.zeros((3, 5)))
+
+
+# ------------------------------------------------------------------ events and the graded env
+
+
+@pytest.mark.parametrize("env_id", list(SUITE))
+def test_events_count_agrees_with_the_hard_label(env_id):
+    env = make_env(env_id)
+    env.action_space.seed(1)
+    _, info = env.reset(seed=1)
+    assert info["events"] == 0
+    for _ in range(200):
+        *_, info = env.step(env.action_space.sample())
+        assert isinstance(info["events"], int) and info["events"] >= 0
+        assert info["hard"] == (info["events"] > 0)
+
+
+def test_cradle_hand_computed_chain():
+    env = CradleEnv(n_balls=3, radius=0.08)
+    # three balls touching in a row, the first moving right at 1: it stops, the last takes
+    # its velocity; two collisions in one step, so the step is hard
+    obs, *_, info = step_from(env, [0.3, 1.0, 0.46, 0.0, 0.62, 0.0], [0.0])
+    assert info["events"] == 2 and info["hard"]
+    assert obs[1] == pytest.approx(0.0) and obs[3] == pytest.approx(0.0) and obs[5] == pytest.approx(1.0)
+    assert obs[4] == pytest.approx(0.62 + 0.05, abs=1e-6)
+    # a gap of 0.02 in front of the row: the collision happens after 0.02 s, then the chain
+    obs, *_, info = step_from(env, [0.28, 1.0, 0.46, 0.0, 0.62, 0.0], [0.0])
+    assert info["events"] == 2 and obs[4] == pytest.approx(0.62 + 0.03, abs=1e-6)
+    # separated, slow balls: nothing happens
+    _, *_, info = step_from(env, [0.2, 0.1, 0.5, 0.0, 0.8, -0.1], [0.0])
+    assert info["events"] == 0 and not info["hard"]
+    # the last ball into the right wall: one event, velocity reversed
+    obs, *_, info = step_from(env, [0.2, 0.0, 0.5, 0.0, 0.9, 1.0], [0.0])
+    assert info["events"] == 1 and obs[5] == pytest.approx(-1.0)
+
+
+def test_cradle_grades_difficulty_under_a_random_policy():
+    env = make_env("LoopWM/Cradle-v0")
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    events = [env.step(env.action_space.sample())[-1]["events"] for _ in range(2000)]
+    counts = np.bincount(events)
+    assert len(counts) > 4 and counts[0] > 0 and counts[3] > 0, f"expected chains of 0..4+ events, got {counts}"
+
+
+def test_cradle_rejects_balls_that_do_not_fit():
+    with pytest.raises(ValueError, match="do not fit"):
+        CradleEnv(n_balls=5, radius=0.11)

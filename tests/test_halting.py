@@ -26,8 +26,14 @@ def test_act_weights_sum_to_one_at_the_halting_loop(seed, cap, bias):
     state, total, halted = rule.start(n, torch.zeros(n)), torch.full((n,), float("nan")), torch.zeros(n, dtype=bool)
     for t in range(1, cap + 1):
         ones = torch.ones(n)
-        out = LoopReadout(z=ones[:, None], delta=ones[:, None], reward=ones, cont_logit=ones, change=ones[:, None],
-                          features=torch.randn(n, F))
+        out = LoopReadout(
+            z=ones[:, None],
+            delta=ones[:, None],
+            reward=ones,
+            cont_logit=ones,
+            change=ones[:, None],
+            features=torch.randn(n, F),
+        )
         halt, emitted = rule.decide(t, cap, out, state)
         newly = halt & ~halted
         total[newly] = emitted["reward"][newly]
