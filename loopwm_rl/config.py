@@ -25,7 +25,7 @@ HALTING_RULES = ("fixed", "convergence", "learned", "act")
 LEARNED_OBJECTIVES = ("improve", "gain", "ponder")
 MODEL_KINDS = ("looped", "stacked")
 TRAIN_LOOPS = ("poisson", "max")
-TOKENIZERS = ("state", "objects", "dims")
+TOKENIZERS = ("auto", "state", "objects", "dims")
 
 
 class ConfigError(ValueError):
@@ -112,7 +112,8 @@ class WorldModelConfig:
     tokenizer: str = "state"
     """How a step enters the loop (:mod:`loopwm_rl.tokenizers`): ``state`` (one token for the
     whole latent), ``objects`` (one token per object of ``objects``, each predicting its own
-    delta) or ``dims`` (one token per observation dimension)."""
+    delta), ``dims`` (one token per observation dimension) or ``auto`` (``objects`` where the
+    env declares an object layout, else ``state``)."""
     objects: tuple[tuple[int, ...], ...] = ()
     """Derived for suite envs (their ``objects`` attribute): the observation indices of each
     object, read by ``tokenizer: objects``."""

@@ -126,13 +126,21 @@ def standard_map(
 
 
 def fit_arrays(
-    data: dict[str, np.ndarray], overrides, updates: int, seed: int = 0, batch: int = 128, horizon: int = 1, lr=3e-3
+    data: dict[str, np.ndarray],
+    overrides,
+    updates: int,
+    seed: int = 0,
+    batch: int = 128,
+    horizon: int = 1,
+    lr=3e-3,
+    objects: tuple[tuple[int, ...], ...] = (),
 ) -> WorldModel:
-    """A ``looped`` model with :data:`TINY` and ``overrides``, fitted for ``updates`` steps on
-    time-major arrays; returned in eval mode."""
+    """A ``looped`` model with :data:`TINY` and ``overrides`` (and an object layout for
+    ``tokenizer=objects``), fitted for ``updates`` steps on time-major arrays; returned in eval
+    mode."""
     torch.manual_seed(seed)
     O, A = data["obs"].shape[-1], data["actions"].shape[-1]
-    cfg = load_model_config(["looped"], [*TINY, *overrides]).resolve(obs_dim=O, action_dim=A)
+    cfg = load_model_config(["looped"], [*TINY, *overrides]).resolve(obs_dim=O, action_dim=A, objects=objects)
     model = build_world_model(cfg)
     obs = torch.from_numpy(data["obs"])  # (T + 1, E, O)
     model.set_normalization(

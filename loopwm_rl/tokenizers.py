@@ -9,6 +9,7 @@ Three tokenizers (``model.tokenizer``):
   attention over objects is one round of interaction per loop.
 - ``dims``: ``objects`` with every observation dimension its own object (FT-Transformer
   style): works for any vector observation.
+- ``auto``: ``objects`` when the config holds an object layout, else ``state``.
 
 Object tokens share one value projection and one delta head (objects of one kind obey the same
 physics, as in Interaction Networks and GNS); a learned per-object embedding tells them apart.
@@ -27,7 +28,7 @@ def object_groups(cfg: WorldModelConfig) -> tuple[tuple[int, ...], ...]:
     """The observation indices of each token's object, validated against ``obs_dim``."""
     if cfg.tokenizer == "dims":
         return tuple((i,) for i in range(cfg.obs_dim))
-    if cfg.tokenizer != "objects":
+    if cfg.tokenizer == "state" or (cfg.tokenizer == "auto" and not cfg.objects):
         return ()
     if not cfg.objects:
         raise ConfigError(

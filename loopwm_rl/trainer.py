@@ -43,7 +43,7 @@ class Trainer:
         self.eval_env = make_env(cfg.env.id, **env_kwargs(cfg))
         self.env.action_space.seed(t.seed)
         sizes = run_setup.sizes_from_spaces(self.env.observation_space, self.env.action_space)
-        if cfg.model.tokenizer == "objects" and not cfg.model.objects:
+        if cfg.model.tokenizer in ("objects", "auto") and not cfg.model.objects:
             sizes["objects"] = run_setup.object_layout(self.env, sizes["obs_dim"])
         model_cfg = cfg.model.resolve(**sizes)
         self.model = build_world_model(model_cfg).to(self.device)

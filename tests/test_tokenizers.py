@@ -116,3 +116,8 @@ def test_object_layouts_come_from_the_env():
     assert object_layout("LoopWM/Cradle-v0", 10) == tuple((2 * i, 2 * i + 1) for i in range(5))
     assert object_layout("Pendulum-v1", 3) == (), "standard tasks declare no objects"
     assert object_layout(env, 8) == (), "a layout that does not fit the data is not used"
+
+
+def test_auto_uses_objects_where_the_env_declares_them_else_the_state_token():
+    assert make("auto").tokenizer.num_objects == len(LAYOUT)
+    assert make("auto", objects=()).tokenizer.num_objects == 0
