@@ -11,12 +11,13 @@ Verbs (all that planners, losses and tools call):
 The latent z = [o_hat (O), features (latent_dim)] carries the model's normalised estimate of
 the current observation beside learned features, so the next observation is predicted as a
 delta on an estimate that is exact after ``encode`` (no reconstruction error is amplified by
-the small scale of the delta). One env step: z and the action become S = slots + 2 tokens,
-a light prelude and a LayerNorm give the injected input e, and the depth loop runs
+the small scale of the delta). One env step: z and the action become S tokens
+(:mod:`loopwm_rl.tokenizers`: one state token, or one token per object or dimension), a light
+prelude and a LayerNorm give the injected input e, and the depth loop runs
 ``h <- Block_t(Ā h + B̄ e)`` (``= Ā h + B̄ e + R̄(h, e)``) from h = 0, re-injecting e every loop.
 After every loop a coda pools the tokens into the next latent and linear heads decode the
-next-observation delta, the reward and the continuation, so each loop's prediction is usable
-and a halting rule can stop any sample early. Halted samples leave the active set.
+next-observation delta (object tokens decode their own), the reward and the continuation, so
+each loop's prediction is usable and a halting rule can stop any sample early. Halted samples leave the active set.
 
 :mod:`loopwm_rl.models` holds the two subclasses: ``LoopedWorldModel`` uses one shared block
 for every loop, ``StackedWorldModel`` L distinct blocks run once each. Everything else is here.
