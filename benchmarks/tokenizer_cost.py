@@ -46,14 +46,16 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for env_id, (O, A) in LAYOUTS.items():
         objects = object_layout(env_id, O) if env_id.startswith("LoopWM/") else ()
-        tokenizers = ["state", "objects", "dims"] if objects else ["state", "dims"]
+        variants = {"state": ["tokenizer=state"], "dims": ["tokenizer=dims"]}
+        if objects:  # object tokens can stand in for the learned slots: the cheaper variant
+            variants |= {"objects": ["tokenizer=objects"], "objects, slots=0": ["tokenizer=objects", "slots=0"]}
         models = {}
-        for tok in tokenizers:
-            cfg = load_model_config(args.model, [f"tokenizer={tok}", "halting.rule=fixed"])
+        for tok, overrides in variants.items():
+            cfg = load_model_config(args.model, [*overrides, "halting.rule=fixed"])
             models[tok] = build_world_model(cfg.resolve(obs_dim=O, action_dim=A, objects=objects)).eval()
         K = models["state"].cfg.max_loops
         obs, act = torch.randn(args.batch, O), torch.rand(args.batch, A) * 2 - 1
-        times: dict[tuple[str, int], list[float]] = {(t, k): [] for t in tokenizers for k in (1, K)}
+        times: dict[tuple[str, int], list[float]] = {(t, k): [] for t in models for k in (1, K)}
         with torch.no_grad():
             for rep in range(args.repeats + 2):
                 for tok, model in models.items():

@@ -57,7 +57,25 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a readable checkpoint (corrupt or truncated?): {err}") from err
     if not isinstance(payload, dict) or "model_config" not in payload or "state_dict" not in payload:
         raise CheckpointError(f"{path} holds no world model (expected keys 'model_config' and 'state_dict')")
+    payload["state_dict"] = _rename_legacy(payload["state_dict"])
     return payload
+
+
+# Checkpoints written before the tokenizers had their own module kept the token parameters
+# on the model itself; their values carry over unchanged.
+_LEGACY = {"state_token.": "tokenizer.state_token.", "action_embed.": "tokenizer.action_embed."}
+_LEGACY_EXACT = {"pos": "tokenizer.pos", "slot_tokens": "tokenizer.slot_tokens"}
+
+
+def _rename_legacy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state_dict.items():
+        new = _LEGACY_EXACT.get(key, key)
+        for old, moved in _LEGACY.items():
+            if key.startswith(old):
+                new = moved + key[len(old) :]
+        out[new] = value
+    return out
 
 
 def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:

@@ -121,3 +121,18 @@ def test_object_layouts_come_from_the_env():
 def test_auto_uses_objects_where_the_env_declares_them_else_the_state_token():
     assert make("auto").tokenizer.num_objects == len(LAYOUT)
     assert make("auto", objects=()).tokenizer.num_objects == 0
+
+
+def test_checkpoints_from_before_the_tokenizer_module_still_load(tmp_path):
+    from loopwm_rl.checkpoint import load_world_model, save_world_model
+
+    model = make("state")
+    path = save_world_model(tmp_path / "new.pt", model)
+    payload = torch.load(path, weights_only=True)
+    old = {k.replace("tokenizer.", ""): v for k, v in payload["state_dict"].items()}
+    assert "pos" in old and "state_token.weight" in old
+    payload["state_dict"] = old
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _ = load_world_model(tmp_path / "old.pt")
+    z, a = model.encode(torch.randn(3, O)), torch.rand(3, A)
+    assert torch.equal(loaded.step(z, a).obs, model.eval().step(z, a).obs)
