@@ -64,7 +64,7 @@ def make_env(env_id: str, *, render_mode: str | None = None, **kwargs) -> gym.En
 
 
 def describe_suite() -> list[dict[str, str]]:
-    """Id, spaces and hard event of each suite env (for ``loopwm-rl envs``)."""
+    """Id, spaces, object count and hard event of each suite env (for ``loopwm-rl envs``)."""
     rows = []
     for env_id, cls in SUITE.items():
         env = cls()
@@ -75,6 +75,7 @@ def describe_suite() -> list[dict[str, str]]:
                 "action": str(env.action_space)
                 if isinstance(env.action_space, spaces.Discrete)
                 else f"Box{env.action_space.shape}",
+                "objects": str(len(env.objects)),
                 "hard": cls.hard_event,
             }
         )

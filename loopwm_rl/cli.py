@@ -178,9 +178,9 @@ def _cmd_envs(args: argparse.Namespace) -> int:
 
     rows = describe_suite()
     width = max(len(r["id"]) for r in rows)
-    print(f"{'id':<{width}}  {'observation':<12} {'action':<12} hard transition")
+    print(f"{'id':<{width}}  {'observation':<12} {'action':<12} {'objects':<8} hard transition")
     for r in rows:
-        print(f"{r['id']:<{width}}  {r['observation']:<12} {r['action']:<12} {r['hard']}")
+        print(f"{r['id']:<{width}}  {r['observation']:<12} {r['action']:<12} {r['objects']:<8} {r['hard']}")
     print(f"\nstandard tasks: {', '.join(CLASSIC)}")
     print(f"with the mujoco extra (pip install 'loopwm-rl[mujoco]'): {', '.join(MUJOCO)}")
     print("imagined: LoopWM/Imagined-v0 (checkpoint=PATH), a trained world model as an environment")

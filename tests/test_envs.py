@@ -227,6 +227,7 @@ def test_envs_command_lists_the_suite(capsys):
     out = capsys.readouterr().out
     for row in describe_suite():
         assert row["id"] in out and row["hard"] in out
+    assert "LoopWM/Cradle-v0" in out and {r["id"]: r["objects"] for r in describe_suite()}["LoopWM/Cradle-v0"] == "5"
 
 
 # ------------------------------------------------------------------ imagined environment
