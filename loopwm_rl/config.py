@@ -109,7 +109,7 @@ class WorldModelConfig:
     """Derived: continuous action size A (0 for discrete actions)."""
     num_actions: int = 0
     """Derived: number of discrete actions (0 for continuous actions)."""
-    tokenizer: str = "state"
+    tokenizer: str = "auto"
     """How a step enters the loop (:mod:`loopwm_rl.tokenizers`): ``state`` (one token for the
     whole latent), ``objects`` (one token per object of ``objects``, each predicting its own
     delta), ``dims`` (one token per observation dimension) or ``auto`` (``objects`` where the

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -10,4 +11,5 @@ sys.path.insert(0, str(Path(__file__).parent))
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    # make test sets OMP_NUM_THREADS (TEST_THREADS); one thread runs beside other jobs
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))

@@ -338,3 +338,4 @@ def test_the_config_defaults_are_the_recommended_looped_model():
     assert load_model_config(["looped"]) == WorldModelConfig()
     assert load_model_config([]) == WorldModelConfig()
     assert WorldModelConfig().halting == HaltingConfig(rule="learned", objective="gain", budget=0.2, tau=0.01)
+    assert WorldModelConfig().tokenizer == "auto", "object tokens where the env declares objects (BENCHMARKS.md)"
