@@ -42,12 +42,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 from loopwm_rl.calibration import calibrate
 from loopwm_rl.checkpoint import load_world_model
-from loopwm_rl.config import HaltingConfig, load_model_config
+from loopwm_rl.config import HaltingConfig, load_model_config, parse_overrides
 from loopwm_rl.dataset import SequenceSampler, collect, split_episodes
 from loopwm_rl.depth import auroc, spearman
 from loopwm_rl.envs import SUITE
@@ -100,9 +99,8 @@ def fit_model(data, args, rule: str, seed: int):
     out = Path(tempfile.mkdtemp(prefix="depth_vs_difficulty-"))
     try:
         # fit holds out the same episodes (same fraction and seed): it never sees val/test
-        fit_args = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.fit)}
         run = RunConfig.for_fit(
-            cfg, updates=args.updates, seed=seed, threads=args.threads, val_fraction=0.3, **fit_args
+            cfg, updates=args.updates, seed=seed, threads=args.threads, val_fraction=0.3, **parse_overrides(args.fit)
         )
         fit(data, run, out, progress=False)
         return load_world_model(out / "model.pt")[0]

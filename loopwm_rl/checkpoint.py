@@ -61,21 +61,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
-# Checkpoints written before the tokenizers had their own module kept the token parameters
-# on the model itself; their values carry over unchanged.
-_LEGACY = {"state_token.": "tokenizer.state_token.", "action_embed.": "tokenizer.action_embed."}
-_LEGACY_EXACT = {"pos": "tokenizer.pos", "slot_tokens": "tokenizer.slot_tokens"}
+# Checkpoints written before the tokenizers had their own module kept these token parameters
+# on the model itself; their values carry over unchanged under ``tokenizer.``.
+_MOVED_TO_TOKENIZER = {"pos", "slot_tokens", "state_token", "action_embed"}
 
 
 def _rename_legacy(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    out = {}
-    for key, value in state_dict.items():
-        new = _LEGACY_EXACT.get(key, key)
-        for old, moved in _LEGACY.items():
-            if key.startswith(old):
-                new = moved + key[len(old) :]
-        out[new] = value
-    return out
+    return {
+        f"tokenizer.{key}" if key.split(".")[0] in _MOVED_TO_TOKENIZER else key: value
+        for key, value in state_dict.items()
+    }
 
 
 def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[WorldModel, dict[str, Any]]:

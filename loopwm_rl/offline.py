@@ -63,9 +63,7 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
     write_config(out_dir, cfg)
     rng = run_setup.start(f.seed, f.threads)
     sizes = run_setup.sizes_from_data(data)
-    if model_cfg.tokenizer in ("objects", "auto") and not model_cfg.objects:
-        sizes["objects"] = run_setup.object_layout(dataset_meta(data)[0], sizes["obs_dim"])
-    model = build_world_model(model_cfg.resolve(**sizes))
+    model = build_world_model(run_setup.resolve_model(model_cfg, sizes, dataset_meta(data)[0]))
     train_mask, val_mask = split_episodes(data, f.val_fraction, f.seed)
     idx = np.flatnonzero(train_mask)
     model.set_normalization(

@@ -13,6 +13,7 @@ from loopwm_rl.envs import EnvError, make_env
 
 from . import cores
 from .calibration import calibrate, set_halting, threshold_field
+from .config import WorldModelConfig
 from .world_model import WorldModel
 
 
@@ -47,17 +48,28 @@ def sizes_from_data(data: dict[str, np.ndarray]) -> dict[str, int]:
 
 def object_layout(env: gym.Env | str, obs_dim: int) -> tuple[tuple[int, ...], ...]:
     """The env's declared object layout (``SuiteEnv.objects``; an env or an env id), or ``()``
-    when it declares none or its observation size is not ``obs_dim``."""
+    when it declares none or its observation size is not ``obs_dim`` (the tokenizer validates
+    the layout itself)."""
     if isinstance(env, str):
         if not env:
             return ()
         try:
-            env = make_env(env)
+            made = make_env(env)
         except EnvError:
             return ()
-    layout = getattr(env.unwrapped, "objects", ())
-    flat = [i for group in layout for i in group]
-    return tuple(layout) if flat and max(flat) < obs_dim == env.observation_space.shape[0] else ()
+        with made:
+            return object_layout(made, obs_dim)
+    if env.observation_space.shape != (obs_dim,):
+        return ()
+    return tuple(getattr(env.unwrapped, "objects", ()))
+
+
+def resolve_model(cfg: WorldModelConfig, sizes: dict[str, int], env: gym.Env | str) -> WorldModelConfig:
+    """``cfg`` resolved to ``sizes`` (:func:`sizes_from_spaces`, :func:`sizes_from_data`), with
+    ``env``'s object layout filled in where the tokenizer reads one and the config names none."""
+    if cfg.tokenizer in ("objects", "auto") and not cfg.objects:
+        return cfg.resolve(**sizes, objects=object_layout(env, sizes["obs_dim"]))
+    return cfg.resolve(**sizes)
 
 
 def action_meta(env_id: str, action_space: spaces.Space | None = None, low=None, high=None) -> dict:

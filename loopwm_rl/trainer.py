@@ -43,9 +43,7 @@ class Trainer:
         self.eval_env = make_env(cfg.env.id, **env_kwargs(cfg))
         self.env.action_space.seed(t.seed)
         sizes = run_setup.sizes_from_spaces(self.env.observation_space, self.env.action_space)
-        if cfg.model.tokenizer in ("objects", "auto") and not cfg.model.objects:
-            sizes["objects"] = run_setup.object_layout(self.env, sizes["obs_dim"])
-        model_cfg = cfg.model.resolve(**sizes)
+        model_cfg = run_setup.resolve_model(cfg.model, sizes, self.env)
         self.model = build_world_model(model_cfg).to(self.device)
         self.optimizer = make_optimizer(self.model, lr=t.lr)
         self.critic = None
