@@ -31,13 +31,21 @@ class TransformerBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, modulation: torch.Tensor | None = None) -> torch.Tensor:
+        """x (n, S, d) -> (n, S, d). ``modulation`` (4, d): scale and shift of the two
+        normalised inputs (adaLN), how a weight-tied block is told which loop it runs."""
         n, S, d = x.shape
-        qkv = self.qkv(self.norm1(x)).view(n, S, 3, self.heads, d // self.heads)
+        a, b = self.norm1(x), None
+        if modulation is not None:
+            a = a * (1 + modulation[0]) + modulation[1]
+        qkv = self.qkv(a).view(n, S, 3, self.heads, d // self.heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (n, heads, S, d/heads)
         att = F.scaled_dot_product_attention(q, k, v)  # (n, heads, S, d/heads)
         x = x + self.proj(att.transpose(1, 2).reshape(n, S, d))
-        return x + self.mlp(self.norm2(x))
+        b = self.norm2(x)
+        if modulation is not None:
+            b = b * (1 + modulation[2]) + modulation[3]
+        return x + self.mlp(b)
 
 
 class StateInjection(nn.Module):

@@ -26,6 +26,9 @@ LEARNED_OBJECTIVES = ("improve", "gain", "ponder")
 MODEL_KINDS = ("looped", "stacked")
 TRAIN_LOOPS = ("poisson", "max")
 TOKENIZERS = ("auto", "state", "objects", "dims")
+READOUTS = ("shared", "loop")
+LOOP_GRADIENTS = ("chain", "local")
+LOOP_CONDITIONING = ("none", "adaln")
 
 
 class ConfigError(ValueError):
@@ -146,6 +149,17 @@ class WorldModelConfig:
     """Training: mean of the per-sequence Poisson loop count (clamped to [1, max_loops])."""
     mu_bwd: int = 8
     """Training: gradients flow through the last ``mu_bwd`` loops of each sequence."""
+    loop_conditioning: str = "none"
+    """Looped: ``adaln`` gives the shared block a learned per-loop scale and shift of its two
+    normalised inputs (4 * token_dim * max_loops parameters, zero-initialised), so one set of
+    weights can act differently at loop 1 (a one-pass prediction) and at later loops
+    (refinements); ``none`` runs the identical block every loop. Loops past the cap use the
+    last loop's."""
+    loop_gradient: str = "chain"
+    """Training (looped): ``chain`` backpropagates each loop's loss through the last
+    ``mu_bwd`` loops; ``local`` detaches the state entering every loop, so each loop learns
+    from its own prediction only: loop 1 as a one-pass model from h = 0, later loops as
+    refinements of the state they are given."""
     w_obs: float = 1.0
     w_reward: float = 1.0
     w_cont: float = 0.5
@@ -154,15 +168,33 @@ class WorldModelConfig:
     """Per-loop supervision weight t**power for loop t. 0 weighs every loop equally; then a
     shared block served loop 1 as well as the last and extra loops bought nothing
     (``benchmarks/loops_matter.py``). 1 favours later loops, which then lower the error."""
+    first_loop_weight: float = 0.0
+    """Loop 1's supervision weight as a fraction of the last loop's (``max(1, f * K**power)``);
+    0 keeps ``1**power``. Most steps halt at loop 1 under a small budget, so it is the
+    prediction most imagined steps get."""
+    w_distill: float = 0.0
+    """Weight of self-distillation: every earlier loop's predicted delta regresses on the last
+    loop's (detached), beside the targets."""
     zero_delta_head: bool = False
     """Zero-initialise the last layer of the delta heads, so the model starts at "no change"."""
     input_noise: float = 0.0
     """Training: std of Gaussian noise added to each sequence's first observation, in units of
     the observation's scale; its target delta is taken from the noisy input, so the model
     learns to correct its input (GNS)."""
-    loop_init_std: float = 0.0
-    """Training: std of a random initial loop state h0 (0: h0 = 0, as at test time), so that
-    the block learns to reach the same answer from any start (path independence, Huginn)."""
+    loop_init_std: float = 1.0
+    """Training (looped): std of a random initial loop state h0 for ``loop_init_share`` of the rows (0:
+    every row from h0 = 0, as at inference). A block that must reach the answer from any start
+    predicts easy steps well at loop 1 too: on Billiards the 1-loop easy-step error fell from
+    6.3x to 2.4x a one-pass model's (BENCHMARKS.md, "The easy-step floor")."""
+    loop_init_share: float = 0.5
+    """Training: the share of rows that start from the random h0 of ``loop_init_std``; the
+    rest start from h = 0, and the halting head learns from those rows only (it halts loops
+    that start from 0 at inference; trained on random starts it lost 0.07 AUROC)."""
+    readout: str = "shared"
+    """How loop t's tokens are read out: ``shared`` (one coda and one set of heads for every
+    loop) or ``loop`` (the same, after a learned per-loop scale and shift of the tokens, so an
+    early exit can be decoded differently from the last loop; 2 * token_dim * loop_cap
+    parameters). Loops past the cap (test-time depth) use the last loop's."""
     rho: float = 0.7
     """Weight rho**k of the k-th step of a training sequence."""
     halting: HaltingConfig = dataclasses.field(default_factory=HaltingConfig)
@@ -171,10 +203,19 @@ class WorldModelConfig:
         _choice("model.kind", self.kind, MODEL_KINDS)
         _choice("model.train_loops", self.train_loops, TRAIN_LOOPS)
         _choice("model.tokenizer", self.tokenizer, TOKENIZERS)
+        _choice("model.readout", self.readout, READOUTS)
+        _choice("model.loop_gradient", self.loop_gradient, LOOP_GRADIENTS)
+        _choice("model.loop_conditioning", self.loop_conditioning, LOOP_CONDITIONING)
+        if self.first_loop_weight < 0 or self.w_distill < 0:
+            raise ConfigError(
+                f"model.first_loop_weight={self.first_loop_weight} and model.w_distill={self.w_distill} must be >= 0"
+            )
         if self.input_noise < 0 or self.loop_init_std < 0:
             raise ConfigError(
                 f"model.input_noise={self.input_noise} and model.loop_init_std={self.loop_init_std} must be >= 0"
             )
+        if not 0.0 <= self.loop_init_share <= 1.0:
+            raise ConfigError(f"model.loop_init_share={self.loop_init_share} must lie in [0, 1]")
         if self.max_loops < 1:
             raise ConfigError(f"model.max_loops={self.max_loops} must be >= 1")
         if self.blocks < 1:

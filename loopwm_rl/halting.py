@@ -63,10 +63,18 @@ def halting_features(z: torch.Tensor, change: torch.Tensor, t: int, max_loops: i
 @dataclasses.dataclass(frozen=True)
 class Schedule:
     """Training depth per sample: run ``stop_at`` loops, cut gradients entering loop
-    ``detach_at + 1`` (truncated backprop through the last loops)."""
+    ``detach_at + 1`` (truncated backprop through the last loops), start the loop from a
+    Gaussian state of std ``init_std`` (None: every row from h = 0, as at inference)."""
 
     stop_at: torch.Tensor  # (B,) int64
     detach_at: torch.Tensor  # (B,) int64
+    init_std: torch.Tensor | None = None  # (B,) float
+    local: bool = False
+    """Detach the state entering every loop: each loop learns from its own prediction only."""
+
+    def zero_start(self) -> torch.Tensor:
+        """(B,) bool: rows whose loop starts from h = 0, as at inference."""
+        return torch.ones_like(self.stop_at, dtype=torch.bool) if self.init_std is None else self.init_std == 0
 
 
 class HaltingRule(nn.Module):
@@ -138,6 +146,8 @@ class ScheduledHalting(HaltingRule):
         return int(self.schedule.stop_at.max())
 
     def cut_gradient(self, t, rows, h):
+        if self.schedule.local:
+            return h.detach()
         cut = (self.schedule.detach_at[rows] == t - 1)[:, None, None]  # (n, 1, 1)
         return torch.where(cut, h.detach(), h)
 

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
     from .world_model import WorldModel
 
 
+def loop_weights(cfg, K: int, like: torch.Tensor) -> torch.Tensor:
+    """Supervision weight of loops 1..K (K,): ``t ** loop_weight_power``, loop 1 raised to
+    ``first_loop_weight`` times the last loop's."""
+    w = torch.arange(1, K + 1, dtype=like.dtype, device=like.device) ** cfg.loop_weight_power
+    if cfg.first_loop_weight > 0:
+        w[0] = torch.clamp_min(cfg.first_loop_weight * w[-1], 1.0)
+    return w
+
+
 def sequence_loss(
     model: WorldModel, batch: SequenceBatch, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -41,7 +50,8 @@ def sequence_loss(
     target_reward = model.normalize_reward(batch.rewards)  # (H, B)
     target_cont = 1.0 - batch.terminated.float()  # (H, B)
 
-    wm_terms, losses, valids, feats = [], [], [], []
+    wm_terms, distill_terms, losses, valids, feats = [], [], [], [], []
+    loop_index = torch.arange(1, rollout.per_loop[0].valid.shape[0] + 1, device=obs.device)[:, None]  # (K, 1)
     for k, pl in enumerate(rollout.per_loop):
         mse_obs = (pl.delta - target_delta[k]).pow(2).mean(-1)  # (K, B)
         mse_rew = (pl.reward - target_reward[k]).pow(2)  # (K, B)
@@ -49,9 +59,13 @@ def sequence_loss(
             pl.cont_logit, target_cont[k].expand_as(pl.cont_logit), reduction="none"
         )
         per_loop = cfg.w_obs * mse_obs + cfg.w_reward * mse_rew + cfg.w_cont * bce  # (K, B)
-        loop_w = torch.arange(1, pl.valid.shape[0] + 1, dtype=obs.dtype, device=obs.device) ** cfg.loop_weight_power
+        loop_w = loop_weights(cfg, pl.valid.shape[0], obs)  # (K,)
         sup = model.supervised(pl.valid, schedule).float() * loop_w[:, None] * step_w[k]  # (K, B)
         wm_terms.append((per_loop * sup).sum() / sup.sum().clamp_min(1.0))
+        if cfg.w_distill > 0:  # the last loop teaches the earlier ones (self-distillation)
+            early = sup.ne(0) & (loop_index < schedule.stop_at[None, :])  # (K, B)
+            gap = (pl.delta - rollout.delta[k].detach()).pow(2).mean(-1)  # (K, B)
+            distill_terms.append((gap * early).sum() / early.sum().clamp_min(1) * step_w[k].mean())
         # the halting rule learns from prediction error only (obs + reward)
         losses.append((mse_obs + mse_rew).detach().T)  # (B, K)
         valids.append(pl.valid.T)
@@ -63,8 +77,15 @@ def sequence_loss(
     features = rollout.z[..., model.cfg.obs_dim :]  # (H, B, D)
     consistency = ((features - z_target).pow(2).mean(-1) * step_w).sum() / step_w.sum()
 
-    halt_loss, halt_metrics = model.halting.loss(torch.cat(losses), torch.cat(valids), torch.cat(feats))
+    # the halting head learns where inference starts, from h = 0, unless no row did
+    rows = schedule.zero_start()  # (B,)
+    rows = rows.repeat(H) if rows.any() else torch.ones(H * B, dtype=torch.bool, device=obs.device)  # (H * B,)
+    halt_loss, halt_metrics = model.halting.loss(
+        torch.cat(losses)[rows], torch.cat(valids)[rows], torch.cat(feats)[rows]
+    )
     total = wm_loss + cfg.w_consistency * consistency + halt_loss
+    if distill_terms:
+        total = total + cfg.w_distill * torch.stack(distill_terms).sum() / step_w.sum(0).mean().clamp_min(1e-6)
 
     with torch.no_grad():
         final_err = (rollout.delta - target_delta).pow(2).mean(-1)  # (H, B)

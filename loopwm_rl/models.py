@@ -5,6 +5,8 @@ loops the loss supervises."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -27,9 +29,15 @@ class LoopedWorldModel(WorldModel):
         super().__init__(cfg)
         self.block = TransformerBlock(cfg.token_dim, cfg.heads, cfg.mlp_ratio)
         self._blocks = nn.ModuleList([self.block])
+        # per-loop adaLN of the shared block (cfg.loop_conditioning); zero: the plain block
+        conditioned = cfg.loop_conditioning == "adaln"
+        self.loop_modulation = nn.Parameter(torch.zeros(cfg.max_loops, 4, cfg.token_dim)) if conditioned else None
 
-    def block_at(self, t: int) -> nn.Module:
-        return self.block
+    def block_at(self, t: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        if self.loop_modulation is None:
+            return self.block
+        modulation = self.loop_modulation[min(t, self.cfg.max_loops - 1)]  # (4, d): past the cap, the last loop's
+        return lambda x: self.block(x, modulation)
 
     def depth_blocks(self) -> nn.ModuleList:
         return self._blocks
@@ -42,7 +50,12 @@ class LoopedWorldModel(WorldModel):
             stop = torch.poisson(rate, generator=generator).long().clamp(1, self.cfg.max_loops)
         detach = (stop - self.cfg.mu_bwd).clamp_min(0)
         device = self.obs_loc.device
-        return Schedule(stop_at=stop.to(device), detach_at=detach.to(device))
+        init_std = None
+        if self.cfg.loop_init_std > 0:  # a share of the rows starts from a random state
+            chosen = torch.rand(batch_size, generator=generator) < self.cfg.loop_init_share
+            init_std = (chosen.float() * self.cfg.loop_init_std).to(device)
+        local = self.cfg.loop_gradient == "local"
+        return Schedule(stop_at=stop.to(device), detach_at=detach.to(device), init_std=init_std, local=local)
 
     def supervised(self, per_loop_valid, schedule):
         K = per_loop_valid.shape[0]

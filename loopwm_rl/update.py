@@ -12,7 +12,7 @@ class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; the message names the offending terms."""
 
 
-NO_DECAY = ("tokenizer.pos", "tokenizer.slot_tokens", "tokenizer.object_embed")
+NO_DECAY = ("tokenizer.pos", "tokenizer.slot_tokens", "tokenizer.object_embed", "loop_readout", "loop_modulation")
 
 
 def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4) -> torch.optim.Optimizer:

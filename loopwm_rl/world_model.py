@@ -26,6 +26,7 @@ for every loop, ``StackedWorldModel`` L distinct blocks run once each. Everythin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -75,6 +76,8 @@ class WorldModel(nn.Module):
         self.prelude_norm = nn.LayerNorm(d)
         self.injection = StateInjection(d)
         self.coda = nn.Sequential(nn.LayerNorm(d), nn.Flatten(-2), nn.Linear(self.num_tokens * d, D), nn.LayerNorm(D))
+        # per-loop scale and shift of the tokens before the readout (cfg.readout == "loop")
+        self.loop_readout = nn.Parameter(torch.zeros(cfg.loop_cap, 2, d)) if cfg.readout == "loop" else None
         self.delta_head = self._head(D, O)
         self.reward_head = self._head(D, 1)
         self.cont_head = self._head(D, 1)
@@ -98,9 +101,9 @@ class WorldModel(nn.Module):
 
     # ------------------------------------------------------------------ subclass hooks
 
-    def block_at(self, t: int) -> nn.Module:
-        """The block applied at loop t (0-based)."""
-        raise NotImplementedError("block_at(t) -> nn.Module")
+    def block_at(self, t: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The block applied at loop t (0-based): (n, S, d) -> (n, S, d)."""
+        raise NotImplementedError("block_at(t) -> callable")
 
     def train_schedule(self, batch_size: int, generator: torch.Generator | None = None) -> Schedule:
         raise NotImplementedError("train_schedule(batch_size, generator) -> Schedule")
@@ -204,8 +207,8 @@ class WorldModel(nn.Module):
         else:
             rule, cap = self._rule(halting), self._cap(max_loops)
         e = self._inject_input(z, action)  # (B, S, d)
-        # training may start the loop from a random state (cfg.loop_init_std); inference from 0
-        h0_std = self.cfg.loop_init_std if schedule is not None else 0.0
+        # training may start rows from a random state (cfg.loop_init_std); inference from 0
+        h0_std = schedule.init_std if schedule is not None and schedule.init_std is not None else 0.0
         out, loops, residuals, per_loop = self._think(
             e, cap, rule, keep_loops=keep_loops, drop_halted=drop_halted, h0_std=h0_std
         )
@@ -297,7 +300,11 @@ class WorldModel(nn.Module):
             tokens = block(tokens)
         return self.injection.input_gain(self.prelude_norm(tokens))
 
-    def _readout(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _readout(self, h: torch.Tensor, t: int) -> dict[str, torch.Tensor]:
+        """Predictions from loop t's tokens h (n, S, d)."""
+        if self.loop_readout is not None:
+            scale, shift = self.loop_readout[min(t, self.cfg.loop_cap) - 1]  # (d,) each
+            h = h * (1 + scale) + shift
         z = self.coda(h)  # (n, D)
         return {
             "z": z,
@@ -314,14 +321,17 @@ class WorldModel(nn.Module):
         *,
         keep_loops: bool = False,
         drop_halted: bool = True,
-        h0_std: float = 0.0,
+        h0_std: float | torch.Tensor = 0.0,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, PerLoop | None]:
         """The depth loop, written once for inference and training: from h0 (0, or Gaussian
-        with std ``h0_std``), apply a block to Ā h + B̄ e, read the predictions out, let the
-        rule halt rows, retire them, repeat."""
+        with std ``h0_std``, a float or one per row (B,)), apply a block to Ā h + B̄ e, read
+        the predictions out, let the rule halt rows, retire them, repeat."""
         B = e.shape[0]
         active = ActiveSet(B, e.device, drop=drop_halted)
-        h = torch.randn_like(e) * h0_std if h0_std > 0 else torch.zeros_like(e)  # (n, S, d): rows still computed
+        if torch.is_tensor(h0_std):
+            h0_std = h0_std.to(e.dtype)[:, None, None]  # (B, 1, 1)
+        random_start = torch.is_tensor(h0_std) or h0_std > 0
+        h = torch.randn_like(e) * h0_std if random_start else torch.zeros_like(e)  # (n, S, d): rows still computed
         prev_delta = e.new_zeros(B, self.cfg.obs_dim)  # (n, O)
         state = rule.start(B, e[:, 0, 0])
         loops = torch.full((B,), cap, dtype=torch.long, device=e.device)  # (B,)
@@ -334,7 +344,7 @@ class WorldModel(nn.Module):
             if not (keep_loops or rule.needs_readout(t, cap)):
                 h = h_new  # nothing can halt before the cap: skip the readout
                 continue
-            fields = self._readout(h_new)  # z (n, D), delta (n, O), reward (n,), cont_logit (n,)
+            fields = self._readout(h_new, t)  # z (n, D), delta (n, O), reward (n,), cont_logit (n,)
             change = fields["delta"] - prev_delta  # (n, O)
             needs_features = rule.trainable or keep_loops
             features = halting_features(fields["z"], change, t, self.cfg.loop_cap) if needs_features else None

@@ -339,3 +339,83 @@ def test_the_config_defaults_are_the_recommended_looped_model():
     assert load_model_config([]) == WorldModelConfig()
     assert WorldModelConfig().halting == HaltingConfig(rule="learned", objective="gain", budget=0.2, tau=0.01)
     assert WorldModelConfig().tokenizer == "auto", "object tokens where the env declares objects (BENCHMARKS.md)"
+    recipe = WorldModelConfig()
+    assert (recipe.loop_init_std, recipe.loop_init_share) == (1.0, 0.5), "the easy-step floor (BENCHMARKS.md)"
+
+
+# ----------------------------------------------------------------------------- early exits
+
+
+def test_loop_weights_follow_the_power_and_the_first_loop_weight():
+    from loopwm_rl.loss import loop_weights
+
+    like = torch.zeros(())
+    cfg = WorldModelConfig(max_loops=4, loop_weight_power=1.0)
+    assert loop_weights(cfg, 4, like).tolist() == [1, 2, 3, 4]
+    assert loop_weights(dataclasses.replace(cfg, loop_weight_power=0.0), 4, like).tolist() == [1, 1, 1, 1]
+    assert loop_weights(dataclasses.replace(cfg, first_loop_weight=0.5), 4, like).tolist() == [2, 2, 3, 4]
+
+
+def test_per_loop_readout_starts_as_the_shared_one_and_serves_loops_past_the_cap():
+    torch.manual_seed(0)
+    shared = make(overrides=["max_loops=3"])
+    per_loop = make(overrides=["max_loops=3", "readout=loop"])
+    missing = per_loop.load_state_dict(shared.state_dict(), strict=False).missing_keys
+    assert missing == ["loop_readout"] and per_loop.loop_readout.shape == (3, 2, per_loop.cfg.token_dim)
+    z = shared.encode(torch.randn(4, O))
+    a = actions_for(shared, 4)
+    assert torch.allclose(shared.step(z, a, halting="fixed").obs, per_loop.step(z, a, halting="fixed").obs)
+    with torch.no_grad():
+        per_loop.loop_readout.normal_()
+    assert not torch.allclose(shared.step(z, a, halting="fixed").obs, per_loop.step(z, a, halting="fixed").obs)
+    assert per_loop.step(z, a, halting="fixed", max_loops=6).loops.eq(6).all()
+
+
+def test_distillation_adds_a_positive_term_that_trains_the_early_loops():
+    model = make(overrides=["max_loops=3", "loop_init_std=0"])  # no random starts: two equal passes
+    batch = batch_for(model)
+    plain, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    model.cfg = dataclasses.replace(model.cfg, w_distill=1.0)
+    distilled, _ = model.loss(batch, torch.Generator().manual_seed(0))
+    assert torch.isfinite(distilled) and distilled.item() > plain.item()
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [("readout=deep", "model.readout"), ("first_loop_weight=-1", "first_loop_weight"), ("w_distill=-1", "w_distill")],
+)
+def test_early_exit_options_reject_bad_values(override, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_model_config(["looped"], [override])
+
+
+def test_local_loop_gradient_trains_each_loop_on_its_own_prediction():
+    """``loop_gradient: local``: the last loop's prediction reaches only the last block output."""
+    model = make(overrides=["max_loops=4", "loop_gradient=local"])
+    assert model.train_schedule(3).local
+    z = model.encode(torch.randn(3, O)).detach()
+    outputs = []
+
+    def keep(_module, _inputs, output):
+        output.retain_grad()
+        outputs.append(output)
+
+    handle = model.block.register_forward_hook(keep)
+    try:
+        sched = Schedule(stop_at=torch.full((3,), 4), detach_at=torch.zeros(3, dtype=torch.long), local=True)
+        model.step(z, actions_for(model, 3), schedule=sched).delta.sum().backward()
+    finally:
+        handle.remove()
+    assert [out.grad is not None and bool(out.grad.abs().sum() > 0) for out in outputs] == [False, False, False, True]
+
+
+def test_random_loop_starts_cover_the_configured_share_and_spare_the_halting_head():
+    model = make(overrides=["max_loops=3", "loop_init_std=1", "loop_init_share=0.5", "halting.rule=learned"])
+    sched = model.train_schedule(4000, torch.Generator().manual_seed(0))
+    random_rows = (sched.init_std > 0).float().mean()
+    assert 0.45 < float(random_rows) < 0.55 and set(sched.init_std.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(sched.zero_start(), sched.init_std == 0)
+    loss, metrics = model.loss(batch_for(model))
+    assert torch.isfinite(loss) and "train/halting_mse" in metrics
+    assert make(overrides=["loop_init_std=0"]).train_schedule(5).init_std is None
+    assert make(("stacked", "debug")).train_schedule(5).init_std is None, "one pass: no loop state to start"
