@@ -35,7 +35,7 @@ class TransformerBlock(nn.Module):
         """x (n, S, d) -> (n, S, d). ``modulation`` (4, d): scale and shift of the two
         normalised inputs (adaLN), how a weight-tied block is told which loop it runs."""
         n, S, d = x.shape
-        a, b = self.norm1(x), None
+        a = self.norm1(x)
         if modulation is not None:
             a = a * (1 + modulation[0]) + modulation[1]
         qkv = self.qkv(a).view(n, S, 3, self.heads, d // self.heads)

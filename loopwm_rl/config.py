@@ -185,11 +185,11 @@ class WorldModelConfig:
     """Training (looped): std of a random initial loop state h0 for ``loop_init_share`` of the rows (0:
     every row from h0 = 0, as at inference). A block that must reach the answer from any start
     predicts easy steps well at loop 1 too: on Billiards the 1-loop easy-step error fell from
-    6.3x to 2.4x a one-pass model's (BENCHMARKS.md, "The easy-step floor")."""
+    6.2x to 2.4x a one-pass model's (BENCHMARKS.md, "The easy-step floor")."""
     loop_init_share: float = 0.5
     """Training: the share of rows that start from the random h0 of ``loop_init_std``; the
     rest start from h = 0, and the halting head learns from those rows only (it halts loops
-    that start from 0 at inference; trained on random starts it lost 0.07 AUROC)."""
+    that start from 0 at inference; trained on random starts it lost 0.07-0.15 AUROC)."""
     readout: str = "shared"
     """How loop t's tokens are read out: ``shared`` (one coda and one set of heads for every
     loop) or ``loop`` (the same, after a learned per-loop scale and shift of the tokens, so an
