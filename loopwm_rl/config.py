@@ -184,8 +184,8 @@ class WorldModelConfig:
     loop_init_std: float = 1.0
     """Training (looped): std of a random initial loop state h0 for ``loop_init_share`` of the rows (0:
     every row from h0 = 0, as at inference). A block that must reach the answer from any start
-    predicts easy steps well at loop 1 too: on Billiards the 1-loop easy-step error fell from
-    6.2x to 2.4x a one-pass model's (BENCHMARKS.md, "The easy-step floor")."""
+    predicts easy steps better at loop 1 too: on Billiards (3 seeds) the 1-loop easy-step error
+    fell from 3.2x to 1.5x a one-pass model's (BENCHMARKS.md, "The easy-step floor")."""
     loop_init_share: float = 0.5
     """Training: the share of rows that start from the random h0 of ``loop_init_std``; the
     rest start from h = 0, and the halting head learns from those rows only (it halts loops
