@@ -94,11 +94,19 @@ def input_only_auroc(data, labels, train_idx, test_idx, seed: int, steps: int = 
     return auroc(scores, labels[test_idx])
 
 
-def fit_model(data, args, rule: str, seed: int):
-    cfg = load_model_config(args.model, [*args.set, f"halting.rule={rule}"])
-    out = Path(tempfile.mkdtemp(prefix="depth_vs_difficulty-"))
+def held_out_split(data: dict, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """By episode: the training mask (70 %), validation rows (10 %) and test rows (20 %)."""
+    train, rest = split_episodes(data, 0.3, seed)
+    rest_idx = np.flatnonzero(rest)
+    return train, rest_idx[: len(rest_idx) // 3], rest_idx[len(rest_idx) // 3 :]
+
+
+def fit_config(data, cfg, seed: int, args):
+    """``cfg`` fitted on the training episodes of :func:`held_out_split` (``fit`` holds out the
+    same episodes: same fraction and seed, so it never sees val/test), with ``args.updates``,
+    ``args.threads`` and the ``args.fit`` overrides."""
+    out = Path(tempfile.mkdtemp(prefix="loopwm-benchmark-"))
     try:
-        # fit holds out the same episodes (same fraction and seed): it never sees val/test
         run = RunConfig.for_fit(
             cfg, updates=args.updates, seed=seed, threads=args.threads, val_fraction=0.3, **parse_overrides(args.fit)
         )
@@ -106,6 +114,10 @@ def fit_model(data, args, rule: str, seed: int):
         return load_world_model(out / "model.pt")[0]
     finally:
         shutil.rmtree(out)
+
+
+def fit_model(data, args, rule: str, seed: int):
+    return fit_config(data, load_model_config(args.model, [*args.set, f"halting.rule={rule}"]), seed, args)
 
 
 def fit_head(model, data, train_mask, halting: HaltingConfig, updates: int, seed: int):
@@ -142,16 +154,19 @@ def equal_compute_error(per_k: list[float], mean_loops: float) -> float:
 
 
 def split_stats(err: np.ndarray, hard: np.ndarray) -> dict[str, float]:
-    return {"all": float(err.mean()), "hard": float(err[hard].mean()), "easy": float(err[~hard].mean())}
+    """Mean error on all, hard and easy rows (NaN for a class with no rows)."""
+
+    def mean(mask: np.ndarray) -> float:
+        return float(err[mask].mean()) if mask.any() else float("nan")
+
+    return {"all": float(err.mean()), "hard": mean(hard), "easy": mean(~hard)}
 
 
 def run_one(env_id: str, seed: int, args) -> dict:
     """Every number of one (env, config, seed), as a JSON-ready dict."""
     start = time.perf_counter()
     data = collect(env_id, args.steps, seed=seed, progress=False)
-    train, rest = split_episodes(data, 0.3, seed)
-    rest_idx = np.flatnonzero(rest)
-    val_idx, test_idx = rest_idx[: len(rest_idx) // 3], rest_idx[len(rest_idx) // 3 :]
+    train, val_idx, test_idx = held_out_split(data, seed)
     model = fit_model(data, args, "learned", seed)
     K = model.cfg.max_loops
     per_k = [errors_and_loops(model, data, test_idx, halting="fixed", max_loops=k)[0] for k in range(1, K + 1)]

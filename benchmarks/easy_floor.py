@@ -26,30 +26,27 @@ from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy 
 # isort: split
 import argparse
 import json
-import shutil
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
+from depth_vs_difficulty import fit_config, held_out_split, split_stats  # one split, fit and statistic
 
 from loopwm_rl.calibration import calibrate
-from loopwm_rl.checkpoint import load_world_model
-from loopwm_rl.config import load_model_config, parse_overrides
-from loopwm_rl.dataset import collect, split_episodes
+from loopwm_rl.config import load_model_config
+from loopwm_rl.dataset import collect
 from loopwm_rl.depth import auroc
 from loopwm_rl.envs import SUITE
-from loopwm_rl.offline import fit, score_transitions
-from loopwm_rl.runconfig import RunConfig
+from loopwm_rl.offline import score_transitions
 
 RESULTS = Path(__file__).parent / "results" / "easy_floor"
 SIZES = {"small": ["small"], "default": []}
 REFERENCE = "stacked1"
-# name -> (kind presets, model overrides); the size preset goes between them
+# name -> (model presets, overrides); the size preset goes after the presets
 VARIANTS: dict[str, tuple[list[str], list[str]]] = {
-    "stacked1": (["stacked"], ["kind=stacked", "blocks=1"]),
+    "stacked1": (["stacked", "stacked_param_matched"], []),
     "looped": (["looped"], []),  # today's defaults
     "before": (["looped"], ["loop_init_std=0"]),  # the defaults before the easy-floor ablation
     # the ablation of the easy-step floor (BENCHMARKS.md, "The easy-step floor")
@@ -79,39 +76,13 @@ def model_presets(size: str, variant: str) -> tuple[list[str], list[str]]:
     return [*kind, *SIZES[size]], overrides
 
 
-def fit_variant(data, presets, overrides, fit_overrides, args, seed):
-    cfg = load_model_config(presets, overrides)
-    out = Path(tempfile.mkdtemp(prefix="easy_floor-"))
-    try:
-        # fit holds out the same episodes (same fraction and seed) as the split below
-        run = RunConfig.for_fit(
-            cfg,
-            updates=args.updates,
-            seed=seed,
-            threads=args.threads,
-            val_fraction=0.3,
-            **parse_overrides(fit_overrides),
-        )
-        start = time.perf_counter()
-        fit(data, run, out, progress=False)
-        return load_world_model(out / "model.pt")[0], time.perf_counter() - start
-    finally:
-        shutil.rmtree(out)
-
-
-def split_stats(err: np.ndarray, hard: np.ndarray) -> dict[str, float]:
-    easy = err[~hard].mean() if (~hard).any() else float("nan")
-    hard_mean = err[hard].mean() if hard.any() else float("nan")
-    return {"all": float(err.mean()), "hard": float(hard_mean), "easy": float(easy)}
-
-
 def run_one(env_id: str, size: str, variant: str, seed: int, args) -> dict:
     data = collect(env_id, args.steps, seed=seed, progress=False)
-    _, rest = split_episodes(data, 0.3, seed)
-    rest_idx = np.flatnonzero(rest)
-    val_idx, test_idx = rest_idx[: len(rest_idx) // 3], rest_idx[len(rest_idx) // 3 :]
+    _, val_idx, test_idx = held_out_split(data, seed)
     presets, overrides = model_presets(size, variant)
-    model, wall = fit_variant(data, presets, overrides, args.fit, args, seed)
+    start = time.perf_counter()
+    model = fit_config(data, load_model_config(presets, overrides), seed, args)
+    wall = time.perf_counter() - start
     hard = data["hard"][test_idx] if "hard" in data else np.zeros(len(test_idx), dtype=bool)
     obs, nxt = (torch.as_tensor(data[k][test_idx]) for k in ("observations", "next_observations"))
     noop = model.prediction_error(obs, nxt).numpy()

@@ -51,7 +51,9 @@ def sequence_loss(
     target_cont = 1.0 - batch.terminated.float()  # (H, B)
 
     wm_terms, distill_terms, losses, valids, feats = [], [], [], [], []
-    loop_index = torch.arange(1, rollout.per_loop[0].valid.shape[0] + 1, device=obs.device)[:, None]  # (K, 1)
+    K = rollout.per_loop[0].valid.shape[0]
+    loop_w = loop_weights(cfg, K, obs)  # (K,)
+    loop_index = torch.arange(1, K + 1, device=obs.device)[:, None]  # (K, 1)
     for k, pl in enumerate(rollout.per_loop):
         mse_obs = (pl.delta - target_delta[k]).pow(2).mean(-1)  # (K, B)
         mse_rew = (pl.reward - target_reward[k]).pow(2)  # (K, B)
@@ -59,7 +61,6 @@ def sequence_loss(
             pl.cont_logit, target_cont[k].expand_as(pl.cont_logit), reduction="none"
         )
         per_loop = cfg.w_obs * mse_obs + cfg.w_reward * mse_rew + cfg.w_cont * bce  # (K, B)
-        loop_w = loop_weights(cfg, pl.valid.shape[0], obs)  # (K,)
         sup = model.supervised(pl.valid, schedule).float() * loop_w[:, None] * step_w[k]  # (K, B)
         wm_terms.append((per_loop * sup).sum() / sup.sum().clamp_min(1.0))
         if cfg.w_distill > 0:  # the last loop teaches the earlier ones (self-distillation)

@@ -215,13 +215,10 @@ def test_train_schedule_samples_loops_within_cap():
     assert torch.all(stacked.train_schedule(10).stop_at == 3)
 
 
-@pytest.mark.parametrize("detach_at", [0, 1, 3])
-def test_truncated_backprop_reaches_exactly_the_loops_after_the_cut(detach_at):
-    """With ``detach_at = d`` the state leaving loops 1..d gets no gradient and the state
-    leaving loops d+1..K does."""
-    model = make(overrides=["max_loops=4"])
+def loops_reached_by_the_gradient(model, sched: Schedule) -> list[bool]:
+    """One step of 3 rows under ``sched``, the final delta backpropagated: per loop, whether
+    the state leaving that loop got a non-zero gradient."""
     z = model.encode(torch.randn(3, O)).detach()
-    a = actions_for(model, 3)
     outputs = []
 
     def keep(_module, _inputs, output):
@@ -230,13 +227,19 @@ def test_truncated_backprop_reaches_exactly_the_loops_after_the_cut(detach_at):
 
     handle = model.block.register_forward_hook(keep)
     try:
-        sched = Schedule(stop_at=torch.full((3,), 4), detach_at=torch.full((3,), detach_at))
-        model.step(z, a, schedule=sched).delta.sum().backward()
+        model.step(z, actions_for(model, 3), schedule=sched).delta.sum().backward()
     finally:
         handle.remove()
-    assert len(outputs) == 4
-    reached = [out.grad is not None and bool(out.grad.abs().sum() > 0) for out in outputs]
-    assert reached == [t > detach_at for t in range(1, 5)]
+    return [out.grad is not None and bool(out.grad.abs().sum() > 0) for out in outputs]
+
+
+@pytest.mark.parametrize("detach_at", [0, 1, 3])
+def test_truncated_backprop_reaches_exactly_the_loops_after_the_cut(detach_at):
+    """With ``detach_at = d`` the state leaving loops 1..d gets no gradient and the state
+    leaving loops d+1..K does."""
+    model = make(overrides=["max_loops=4"])
+    sched = Schedule(stop_at=torch.full((3,), 4), detach_at=torch.full((3,), detach_at))
+    assert loops_reached_by_the_gradient(model, sched) == [t > detach_at for t in range(1, 5)]
 
 
 def test_loss_and_step_leave_inputs_unmutated():
@@ -393,20 +396,8 @@ def test_local_loop_gradient_trains_each_loop_on_its_own_prediction():
     """``loop_gradient: local``: the last loop's prediction reaches only the last block output."""
     model = make(overrides=["max_loops=4", "loop_gradient=local"])
     assert model.train_schedule(3).local
-    z = model.encode(torch.randn(3, O)).detach()
-    outputs = []
-
-    def keep(_module, _inputs, output):
-        output.retain_grad()
-        outputs.append(output)
-
-    handle = model.block.register_forward_hook(keep)
-    try:
-        sched = Schedule(stop_at=torch.full((3,), 4), detach_at=torch.zeros(3, dtype=torch.long), local=True)
-        model.step(z, actions_for(model, 3), schedule=sched).delta.sum().backward()
-    finally:
-        handle.remove()
-    assert [out.grad is not None and bool(out.grad.abs().sum() > 0) for out in outputs] == [False, False, False, True]
+    sched = Schedule(stop_at=torch.full((3,), 4), detach_at=torch.zeros(3, dtype=torch.long), local=True)
+    assert loops_reached_by_the_gradient(model, sched) == [False, False, False, True]
 
 
 def test_random_loop_starts_cover_the_configured_share_and_spare_the_halting_head():
