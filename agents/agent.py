@@ -74,10 +74,23 @@ class PlanningAgent:
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         # known models written with the verbs may have no config; then any 1-D obs is accepted
         self._obs_dim = getattr(getattr(model, "cfg", None), "obs_dim", None)
+        self._z: torch.Tensor | None = None  # the real episode's latent so far
+        self._action: torch.Tensor | None = None  # the last action taken, as the model takes it
 
     def reset(self) -> None:
-        """Call at the start of every episode: forgets the warm-start plan."""
+        """Call at the start of every episode: forgets the warm-start plan and the episode's
+        latent (the next ``act`` encodes its observation afresh)."""
         self.trajectory.reset()
+        self._z: torch.Tensor | None = None
+        self._action: torch.Tensor | None = None
+
+    def _latent(self, obs_t: torch.Tensor) -> torch.Tensor:
+        """The latent of the current observation (1, S): ``encode`` at an episode's first act,
+        then ``observe`` of the previous action and this observation (a model with memory keeps
+        what it has seen; models without ``observe`` are re-encoded every step)."""
+        if self._z is None or not hasattr(self.model, "observe"):
+            return self.model.encode(obs_t)
+        return self.model.observe(self._z, self._action, obs_t)
 
     def _prior(self):
         if self.critic is None or self.cfg.prior_samples == 0:
@@ -102,9 +115,11 @@ class PlanningAgent:
         obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
         if obs_t.dim() != 1 or (self._obs_dim is not None and obs_t.shape[0] != self._obs_dim):
             raise ValueError(f"observation has shape {tuple(obs_t.shape)}, expected ({self._obs_dim},)")
-        self.objective.start(obs_t[None])
+        self._z = self._latent(obs_t[None])
+        self.objective.start(self._z)
         sol = self.trajectory.plan(self.objective, self.generator, self._prior())
         action = self._select(sol, eval)
+        self._action = self._model_action(action)
         loops = (
             torch.cat([x.flatten() for x in self.objective.loops]).float() if self.objective.loops else torch.zeros(1)
         )
@@ -129,6 +144,12 @@ class PlanningAgent:
         low, high = self.trajectory.low, self.trajectory.high
         # the prior acts in [-1, 1]; map it onto the space's box
         return (low + (action.clamp(-1, 1) + 1) / 2 * (high - low)).cpu().numpy().astype(self.action_space.dtype)
+
+    def _model_action(self, action) -> torch.Tensor:
+        """The env action as the model takes it: (1,) int64 or (1, A) float32."""
+        if self.trajectory.discrete:
+            return torch.tensor([int(action)], device=self.device)
+        return torch.as_tensor(np.asarray(action, np.float32), device=self.device)[None]
 
     def _select(self, sol, eval: bool):
         cfg, g = self.cfg, self.generator

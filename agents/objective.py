@@ -37,9 +37,9 @@ class ImaginedReturn:
         self.z0: torch.Tensor | None = None
         self.loops: list[torch.Tensor] = []
 
-    def start(self, obs: torch.Tensor) -> None:
-        """Encode the current observation (1, O) once per plan."""
-        self.z0 = self.model.encode(obs)  # (1, D)
+    def start(self, z0: torch.Tensor) -> None:
+        """Plan from the current latent (1, S), once per plan."""
+        self.z0 = z0
         self.loops = []
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:

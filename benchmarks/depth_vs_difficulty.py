@@ -47,11 +47,11 @@ from torch import nn
 from loopwm_rl.calibration import calibrate
 from loopwm_rl.checkpoint import load_world_model
 from loopwm_rl.config import HaltingConfig, load_model_config, parse_overrides
-from loopwm_rl.dataset import SequenceSampler, collect, split_episodes
+from loopwm_rl.dataset import SequenceSampler, collect, episode_index, split_episodes
 from loopwm_rl.depth import auroc, spearman
 from loopwm_rl.envs import SUITE
 from loopwm_rl.halting import make_halting
-from loopwm_rl.offline import fit, score_transitions
+from loopwm_rl.offline import episode_latents, fit, score_transitions
 from loopwm_rl.runconfig import RunConfig
 
 RESULTS = Path(__file__).parent / "results" / "depth"
@@ -64,7 +64,21 @@ def errors_and_loops(model, data, idx, halting=None, max_loops=None):
 
 def calibrated(model, data, val_idx, rule: str, budget: float) -> HaltingConfig:
     obs, act = torch.as_tensor(data["observations"][val_idx]), torch.as_tensor(data["actions"][val_idx])
-    return calibrate(model, obs, act, budget, rule=rule)[0]
+    z = episode_latents(model, data, val_idx)  # a model with memory sees its episode so far
+    return calibrate(model, obs, act, budget, rule=rule, z=z)[0]
+
+
+# steps since the episode started: where a model with memory should get better
+TIME_BUCKETS = ((0, 5), (5, 20), (20, 100), (100, 10**9))
+
+
+def by_time(err: np.ndarray, t: np.ndarray) -> dict[str, float]:
+    """Mean error per bucket of steps since the episode started (t in [lo, hi))."""
+    return {
+        f"{lo}-{hi if hi < 10**9 else 'end'}": float(err[(t >= lo) & (t < hi)].mean())
+        for lo, hi in TIME_BUCKETS
+        if ((t >= lo) & (t < hi)).any()
+    }
 
 
 def input_only_auroc(data, labels, train_idx, test_idx, seed: int, steps: int = 1500) -> float:
@@ -135,7 +149,7 @@ def fit_head(model, data, train_mask, halting: HaltingConfig, updates: int, seed
     head.requires_grad_(False)
     head.halting.requires_grad_(True)
     optimizer = torch.optim.AdamW(head.halting.parameters(), lr=1e-3)
-    sampler = SequenceSampler(data, train_mask, 3)
+    sampler = SequenceSampler(data, train_mask, 3 + model.cfg.sequence_burn_in)
     head.train()
     for _ in range(updates):
         loss, _ = head.loss(sampler.sample(128, rng))
@@ -194,14 +208,17 @@ def run_one(env_id: str, seed: int, args) -> dict:
         "ceiling_auroc": input_only_auroc(data, labels, np.flatnonzero(train), test_idx, seed) if has_label else None,
         "noop": split_stats(noop, hard),
         "per_k": [split_stats(e, hard) for e in per_k],
+        "memory": model.cfg.memory,
     }
+    t_test = episode_index(data)[1][test_idx]
+    result["by_time"] = {"K=1": by_time(per_k[0], t_test), "K=max": by_time(per_k[-1], t_test)}
     depth = max(1, round(model.cfg.train_mean_loops))
     result["test_time"] = {
         f"{m}x": split_stats(errors_and_loops(model, data, test_idx, halting="fixed", max_loops=m * depth)[0], hard)
         for m in (1, 2, 4)
     }
     act = torch.as_tensor(data["actions"][test_idx])
-    result["path_gap"] = float(model.path_gap(model.encode(obs), act, K).mean())
+    result["path_gap"] = float(model.path_gap(episode_latents(model, data, test_idx), act, K).mean())
     events = data["events"][test_idx] if "events" in data else None
     rules = {"learned": model}
     own = model.cfg.halting
@@ -227,6 +244,7 @@ def run_one(env_id: str, seed: int, args) -> dict:
                 "auroc": auroc(loops, hard),
                 "error": split_stats(err, hard),
                 "error_equal_compute": float(equal_compute_error(per_k_mean, loops.mean())),
+                "error_by_time": by_time(err, t_test),
             }
             if events is not None:
                 buckets = np.minimum(events, 5)

@@ -45,9 +45,11 @@ def calibrate(
     actions: torch.Tensor,
     budget: float,
     rule: str | None = None,
+    z: torch.Tensor | None = None,
 ) -> tuple[HaltingConfig, float]:
     """Threshold of ``rule`` (default: the model's) whose mean loops on (obs (N, O), actions)
     is closest to ``budget * loop_cap``. Returns the halting config and the mean loops it gives.
+    ``z`` (N, S) replaces ``encode(obs)``: a model with memory passes its filtered latents.
 
     ``convergence`` compares two loops, so it cannot go below 2 loops per step.
     """
@@ -61,7 +63,7 @@ def calibrate(
     model.eval()
     try:
         with torch.no_grad():
-            z = model.encode(obs)  # (N, O + D): the same for every candidate
+            z = model.encode(obs) if z is None else z  # (N, S): the same for every candidate
             for value in candidates:
                 cfg = dataclasses.replace(base, **{field: float(value)})
                 loops = float(model.step(z, actions, halting=cfg).loops.float().mean())

@@ -28,6 +28,7 @@ TRAIN_LOOPS = ("poisson", "max")
 TOKENIZERS = ("auto", "state", "objects", "dims")
 READOUTS = ("shared", "loop")
 LOOP_GRADIENTS = ("chain", "local")
+MEMORIES = ("none", "context")
 LOOP_CONDITIONING = ("none", "adaln")
 
 
@@ -195,6 +196,19 @@ class WorldModelConfig:
     loop) or ``loop`` (the same, after a learned per-loop scale and shift of the tokens, so an
     early exit can be decoded differently from the last loop; 2 * token_dim * loop_cap
     parameters). Loops past the cap (test-time depth) use the last loop's."""
+    memory: str = "none"
+    """What the latent remembers of the episode (:mod:`loopwm_rl.memory`): ``none`` (z is the
+    encoded current observation) or ``context`` (z also carries a GRU context of the episode's
+    transitions so far, updated by ``observe`` on every real step, held fixed while imagining
+    and added to every token, so dynamics that one observation does not show can be inferred)."""
+    context_dim: int = 32
+    """Size C of the memory's context (``memory: context``); z is then O + D + C wide."""
+    burn_in: int = 16
+    """Training with memory: transitions before each training sequence that are only filtered
+    (no loss); every row restarts its memory at a random point of this prefix, so it learns
+    from histories of 0 to ``burn_in`` steps. Sequences are ``burn_in + horizon`` long."""
+    memory_lr_scale: float = 1.0
+    """Learning-rate multiplier of the memory's parameters (the GRU and its token projection)."""
     rho: float = 0.7
     """Weight rho**k of the k-th step of a training sequence."""
     halting: HaltingConfig = dataclasses.field(default_factory=HaltingConfig)
@@ -206,6 +220,12 @@ class WorldModelConfig:
         _choice("model.readout", self.readout, READOUTS)
         _choice("model.loop_gradient", self.loop_gradient, LOOP_GRADIENTS)
         _choice("model.loop_conditioning", self.loop_conditioning, LOOP_CONDITIONING)
+        _choice("model.memory", self.memory, MEMORIES)
+        if self.context_dim < 1 or self.burn_in < 0 or self.memory_lr_scale <= 0:
+            raise ConfigError(
+                f"model.context_dim={self.context_dim} must be >= 1, model.burn_in={self.burn_in} >= 0 "
+                f"and model.memory_lr_scale={self.memory_lr_scale} > 0"
+            )
         if self.first_loop_weight < 0 or self.w_distill < 0:
             raise ConfigError(
                 f"model.first_loop_weight={self.first_loop_weight} and model.w_distill={self.w_distill} must be >= 0"
@@ -247,8 +267,19 @@ class WorldModelConfig:
 
     @property
     def state_dim(self) -> int:
-        """Size of z: the observation estimate (O) plus ``latent_dim`` features."""
-        return self.obs_dim + self.latent_dim
+        """Size of z: the observation estimate (O), ``latent_dim`` features and, with memory,
+        the ``context_dim`` context."""
+        return self.obs_dim + self.latent_dim + self.memory_dim
+
+    @property
+    def memory_dim(self) -> int:
+        """Size C of the context at the end of z (0 without memory)."""
+        return self.context_dim if self.memory != "none" else 0
+
+    @property
+    def sequence_burn_in(self) -> int:
+        """Filtered-only transitions before each training sequence (0 without memory)."""
+        return self.burn_in if self.memory != "none" else 0
 
     @property
     def discrete(self) -> bool:

@@ -6,6 +6,11 @@ loop's prediction is usable at test time. Terms: next-observation delta (MSE, no
 reward (MSE, normalised), continuation (BCE) and latent consistency of the predicted features
 to the stop-gradient encoding of the next observation. The halting
 rule is trained on the detached per-loop losses.
+
+A model with memory gets sequences of ``burn_in + H`` transitions: the first ``burn_in`` are
+only filtered by ``observe`` (gradients flow through them, truncated at the sequence start), and
+each row restarts its memory at a random step of that prefix, so the loss on the last H steps
+covers histories of every length from 0 to ``burn_in``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ def sequence_loss(
     model: WorldModel, batch: SequenceBatch, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
     cfg = model.cfg
+    z0, batch = _burn_in(model, batch, generator)
     H, B = batch.horizon, batch.batch_size
     obs = batch.obs  # (H + 1, B, O)
     alive = batch.alive()  # (H, B)
@@ -43,7 +49,7 @@ def sequence_loss(
     if cfg.input_noise > 0:  # GNS: a noisy input whose target still lands on the true next state
         noise = torch.randn(obs[0].shape, generator=generator, device=obs.device) * cfg.input_noise
         obs = torch.cat([(obs[0] + noise * model.obs_scale)[None], obs[1:]])
-    z0 = model.encode(obs[0])
+        z0 = torch.cat([z0[:, : cfg.obs_dim] + noise, z0[:, cfg.obs_dim :]], -1)  # noise in normalised units
     rollout = model.imagine(z0, batch.actions, schedule=schedule, keep_loops=True)
 
     target_delta = model.normalize_delta(obs[:-1], obs[1:])  # (H, B, O)
@@ -75,7 +81,7 @@ def sequence_loss(
     wm_loss = torch.stack(wm_terms).sum() / step_w.sum(0).mean().clamp_min(1e-6)
     with torch.no_grad():
         z_target = model.encoder(model.normalize_obs(obs[1:]))  # (H, B, D)
-    features = rollout.z[..., model.cfg.obs_dim :]  # (H, B, D)
+    features = rollout.z[..., cfg.obs_dim : cfg.obs_dim + cfg.latent_dim]  # (H, B, D)
     consistency = ((features - z_target).pow(2).mean(-1) * step_w).sum() / step_w.sum()
 
     # the halting head learns where inference starts, from h = 0, unless no row did
@@ -101,3 +107,28 @@ def sequence_loss(
             **{k.replace("halting/", "train/halting_"): v for k, v in halt_metrics.items()},
         }
     return total, metrics
+
+
+def _burn_in(
+    model: WorldModel, batch: SequenceBatch, generator: torch.Generator | None
+) -> tuple[torch.Tensor, SequenceBatch]:
+    """The latent the loss's rollout starts from (B, S) and the batch's last H transitions.
+    Without memory: ``encode`` of the first observation and the whole batch."""
+    n = model.cfg.sequence_burn_in
+    if n == 0:
+        return model.encode(batch.obs[0]), batch
+    if batch.horizon <= n:
+        raise ValueError(
+            f"a model with memory needs sequences of burn_in + horizon transitions; got {batch.horizon} "
+            f"for burn_in={n} (samplers add model.burn_in to the horizon)"
+        )
+    B = batch.batch_size
+    # row b's memory starts at step restart[b] of the prefix (n: no history at all)
+    restart = torch.randint(0, n + 1, (B,), generator=generator).to(batch.obs.device)  # (B,)
+    z = model.encode(batch.obs[0])
+    for t in range(1, n + 1):
+        z = torch.where(
+            (restart == t)[:, None], model.encode(batch.obs[t]), model.observe(z, batch.actions[t - 1], batch.obs[t])
+        )
+    rest = SequenceBatch(batch.obs[n:], batch.actions[n:], batch.rewards[n:], batch.terminated[n:])
+    return z, rest

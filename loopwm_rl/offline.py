@@ -18,6 +18,7 @@ from .config import to_dict
 from .dataset import SequenceSampler, dataset_meta, episode_index, split_episodes
 from .depth import depth_summary
 from .logger import Logger
+from .memory import filter_latents
 from .models import build_world_model
 from .outputs import Scores
 from .runconfig import RunConfig
@@ -27,13 +28,27 @@ from .world_model import WorldModel
 
 
 def score_transitions(model: WorldModel, data: dict, idx: np.ndarray, batch: int = 4096, **step_kwargs) -> Scores:
-    """:meth:`WorldModel.score` over the dataset rows ``idx``, in chunks of ``batch``."""
+    """:meth:`WorldModel.score` over the dataset rows ``idx``, in chunks of ``batch``. A model
+    with memory scores each row from the latent filtered along its episode up to that row."""
+    latents = episode_latents(model, data, idx) if model.cfg.memory != "none" else None
     parts = []
     for start in range(0, len(idx), batch):
         rows = idx[start : start + batch]
         obs, act, nxt = (torch.as_tensor(data[k][rows]) for k in ("observations", "actions", "next_observations"))
-        parts.append(model.score(obs, act, nxt, **step_kwargs))
+        z = None if latents is None else latents[start : start + batch]
+        parts.append(model.score(obs, act, nxt, z=z, **step_kwargs))
     return Scores.cat(parts)
+
+
+@torch.no_grad()
+def episode_latents(model: WorldModel, data: dict, idx: np.ndarray) -> torch.Tensor:
+    """The latent before each dataset row of ``idx`` (len(idx), S), filtered along the whole
+    episode it belongs to (:func:`~loopwm_rl.memory.filter_latents`)."""
+    episode, _ = episode_index(data)
+    rows = np.flatnonzero(np.isin(episode, np.unique(episode[idx])))  # whole episodes, time order
+    obs, act = (torch.as_tensor(data[k][rows]) for k in ("observations", "actions"))
+    z = filter_latents(model, obs, act, episode[rows])  # (len(rows), S)
+    return z[torch.as_tensor(np.searchsorted(rows, idx))]
 
 
 def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]:
@@ -71,7 +86,8 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
         torch.as_tensor(data["next_observations"][idx]),
         torch.as_tensor(data["rewards"][idx]),
     )
-    sampler = SequenceSampler(data, train_mask, f.horizon, hard_weight=f.hard_weight)
+    # a model with memory filters a burn-in prefix before each training sequence
+    sampler = SequenceSampler(data, train_mask, f.horizon + model.cfg.sequence_burn_in, hard_weight=f.hard_weight)
     optimizer = make_optimizer(model, lr=f.lr)
     logger = Logger(out_dir, to_dict(cfg), cfg.wandb)
     val_idx = np.flatnonzero(val_mask) if val_mask.any() else idx[:2048]
@@ -87,7 +103,8 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
         if budget is not None:
             model.eval()
             obs, act = (torch.as_tensor(data[k][val_idx]) for k in ("observations", "actions"))
-            metrics = {**metrics, **run_setup.calibrate_to_budget(model, obs, act, budget)}
+            episode = episode_index(data)[0][val_idx]
+            metrics = {**metrics, **run_setup.calibrate_to_budget(model, obs, act, budget, episode)}
             metrics = {**metrics, **validate(model, data, val_idx)}
             logger.log(metrics, f.updates)
             write_config(out_dir, cfg, halting=model.cfg.halting)

@@ -60,10 +60,11 @@ class SequenceReplay:
         """Every stored transition (for normalisation statistics)."""
         return self.buffer[: len(self.buffer)]
 
-    def latest(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Observations (n, O) and actions of the last ``n`` stored transitions, as the model takes them."""
+    def latest(self, n: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """Observations (n, O), actions (as the model takes them) and episode ids (n,) of the
+        last ``n`` stored transitions."""
         td = self.buffer[max(0, len(self.buffer) - n) : len(self.buffer)]
-        return td["obs"], _model_action(td["action"])
+        return td["obs"], _model_action(td["action"]), td["episode"].numpy()
 
     def save(self, path: str | Path) -> None:
         """Dump to ``path`` via a temporary folder and a rename, so a crash keeps the old dump."""

@@ -14,6 +14,7 @@ from loopwm_rl.envs import EnvError, make_env
 from . import cores
 from .calibration import calibrate, set_halting, threshold_field
 from .config import WorldModelConfig
+from .memory import filter_latents
 from .world_model import WorldModel
 
 
@@ -84,10 +85,18 @@ def action_meta(env_id: str, action_space: spaces.Space | None = None, low=None,
     return meta
 
 
-def calibrate_to_budget(model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, budget: float) -> dict[str, float]:
+def calibrate_to_budget(
+    model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, budget: float, episode: np.ndarray | None = None
+) -> dict[str, float]:
     """Set the model's halting threshold so that mean loops on (obs, actions) are
-    ``budget * loop_cap``; returns the ``depth/threshold`` and ``depth/calibrated_loops_mean`` it logs."""
-    calibrated, loops = calibrate(model, obs, actions, budget)
+    ``budget * loop_cap``; returns the ``depth/threshold`` and ``depth/calibrated_loops_mean`` it logs.
+    With ``episode`` ids (time-ordered rows), a model with memory is filtered along them."""
+    z = None
+    if episode is not None and model.cfg.memory != "none":
+        was_training = model.training
+        z = filter_latents(model.eval(), obs, actions, episode)
+        model.train(was_training)
+    calibrated, loops = calibrate(model, obs, actions, budget, z=z)
     set_halting(model, calibrated)
     field, _ = threshold_field(calibrated)
     return {"depth/threshold": getattr(calibrated, field), "depth/calibrated_loops_mean": loops}

@@ -9,6 +9,7 @@ import torch
 
 from .batch import SequenceBatch
 from .config import load_model_config
+from .memory import filter_latents
 from .models import build_world_model
 from .update import make_optimizer, update
 from .world_model import WorldModel
@@ -50,6 +51,21 @@ def rollout_env(env_id: str, episodes: int, steps: int, seed: int = 0) -> dict[s
     }
 
 
+def hidden_gain_arrays(episodes: int, steps: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A point x moved by the action through a gain that each episode draws and never shows:
+    ``x' = x + 0.2 * g * a`` with g in {-1, -0.5, 0.5, 1}. One observation cannot tell g; the
+    episode's first transition can. Time-major arrays as :func:`rollout_env` returns them."""
+    rng = np.random.default_rng(seed)
+    gain = rng.choice([-1.0, -0.5, 0.5, 1.0], size=episodes)  # (E,)
+    actions = rng.uniform(-1, 1, size=(steps, episodes, 1))  # (T, E, 1)
+    x = rng.uniform(-1, 1, size=episodes)
+    obs = [x[:, None]]
+    for t in range(steps):
+        x = x + 0.2 * gain * actions[t, :, 0]
+        obs.append(x[:, None])
+    return _known_map_arrays(obs, actions)
+
+
 def sample_sequences(data: dict[str, np.ndarray], batch: int, horizon: int, rng: np.random.Generator) -> SequenceBatch:
     """B random windows of H transitions from the time-major arrays."""
     T, E = data["actions"].shape[:2]
@@ -63,12 +79,17 @@ def sample_sequences(data: dict[str, np.ndarray], batch: int, horizon: int, rng:
 
 
 def one_step_errors(model, data: dict[str, np.ndarray], **step_kwargs) -> tuple[np.ndarray, np.ndarray]:
-    """Per-transition normalised one-step error and loops (:meth:`WorldModel.score`), flattened over (T, E)."""
+    """Per-transition normalised one-step error and loops (:meth:`WorldModel.score`), flattened
+    over (T, E); a model with memory is filtered along each episode (column)."""
     O, A = data["obs"].shape[-1], data["actions"].shape[-1]
+    T, E = data["actions"].shape[:2]
     obs = torch.from_numpy(data["obs"][:-1].reshape(-1, O))  # (T * E, O)
     nxt = torch.from_numpy(data["obs"][1:].reshape(-1, O))
     act = torch.from_numpy(data["actions"].reshape(-1, A))  # (T * E, A)
-    scores = model.score(obs, act, nxt, **step_kwargs)
+    by_episode = lambda x: x.reshape(T, E, -1).transpose(0, 1).reshape(E * T, -1)  # noqa: E731
+    z = filter_latents(model, by_episode(obs), by_episode(act), np.repeat(np.arange(E), T))  # (E * T, S)
+    z = z.reshape(E, T, -1).transpose(0, 1).reshape(T * E, -1)  # back to time-major rows
+    scores = model.score(obs, act, nxt, z=z, **step_kwargs)
     return scores.error, scores.loops
 
 
@@ -149,5 +170,5 @@ def fit_arrays(
     opt = make_optimizer(model, lr=lr)
     rng = np.random.default_rng(seed)
     for _ in range(updates):
-        update(model, opt, sample_sequences(data, batch, horizon, rng))
+        update(model, opt, sample_sequences(data, batch, horizon + cfg.sequence_burn_in, rng))
     return model.eval()

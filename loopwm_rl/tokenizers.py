@@ -73,7 +73,7 @@ class Tokenizer(nn.Module):
             self.feature_token = nn.Linear(cfg.latent_dim, d)
             self.object_delta = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, width))
         else:
-            self.state_token = nn.Linear(cfg.state_dim, d)
+            self.state_token = nn.Linear(cfg.obs_dim + cfg.latent_dim, d)
         # objects, then the features (or whole-state) token, the action token and the slots
         self.num_tokens = self.num_objects + 2 + cfg.slots
         self.pos = nn.Parameter(torch.randn(self.num_tokens, d) * 0.02)

@@ -54,7 +54,8 @@ class Trainer:
         self.agent = PlanningAgent(
             self.model, self.env.action_space, cfg.planner, self.critic, seed=t.seed, device=self.device
         )
-        self.replay = SequenceReplay(t.buffer_size, t.horizon, t.batch_size, seed=t.seed)
+        # a model with memory filters a burn-in prefix before each training sequence
+        self.replay = SequenceReplay(t.buffer_size, t.horizon + model_cfg.sequence_burn_in, t.batch_size, seed=t.seed)
         self.rng = np.random.default_rng(t.seed)
         self.step = self.episode = self.updates = 0
         self._update_credit = 0.0
@@ -129,15 +130,18 @@ class Trainer:
         batch = self.replay.sample().to(self.device)
         metrics = update(self.model, self.optimizer, batch, grad_clip=self.cfg.train.grad_clip)
         if self.critic is not None:
+            n = self.model.cfg.sequence_burn_in  # the critic learns on the step after the burn-in
             with torch.no_grad():
                 z = self.model.encode(batch.obs[0])
-                z_next = self.model.encode(batch.obs[1])
+                for k in range(n):
+                    z = self.model.observe(z, batch.actions[k], batch.obs[k + 1])
+                z_next = self.model.observe(z, batch.actions[n], batch.obs[n + 1])
             metrics.update(
                 self.critic.update(
                     z,
-                    batch.actions[0],
-                    batch.rewards[0],
-                    1.0 - batch.terminated[0].float(),
+                    batch.actions[n],
+                    batch.rewards[n],
+                    1.0 - batch.terminated[n].float(),
                     z_next,
                     self.cfg.planner.gamma,
                 )
@@ -151,8 +155,10 @@ class Trainer:
         halting = self.model.cfg.halting
         if halting.budget is None or halting.rule == "fixed":
             return {}
-        obs, action = self.replay.latest(2048)
-        return run_setup.calibrate_to_budget(self.model, obs.to(self.device), action.to(self.device), halting.budget)
+        obs, action, episode = self.replay.latest(2048)
+        return run_setup.calibrate_to_budget(
+            self.model, obs.to(self.device), action.to(self.device), halting.budget, episode
+        )
 
     def _seed_phase_done(self) -> dict[str, float]:
         self._set_normalization()

@@ -17,20 +17,24 @@ NO_DECAY = ("tokenizer.pos", "tokenizer.slot_tokens", "tokenizer.object_embed", 
 
 def make_optimizer(model: nn.Module, lr: float = 1e-3, weight_decay: float = 1e-4) -> torch.optim.Optimizer:
     """AdamW without weight decay on norms, biases, embeddings and the state injection
-    (decaying ``a``, ``Δ`` or ``B`` would pull the retention away from its Parcae init)."""
-    decay, no_decay = [], []
+    (decaying ``a``, ``Δ`` or ``B`` would pull the retention away from its Parcae init). A
+    world model's memory (``memory.*``) learns at ``lr * cfg.memory_lr_scale``."""
+    cfg = getattr(model, "cfg", None)
+    memory_lr = lr * getattr(cfg, "memory_lr_scale", 1.0)
+    groups: dict[tuple[bool, bool], list] = {(d, m): [] for d in (True, False) for m in (False, True)}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if param.dim() < 2 or name.startswith("injection.") or name in NO_DECAY:
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    groups = [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=lr)
+        decays = not (param.dim() < 2 or name.startswith("injection.") or name in NO_DECAY)
+        groups[(decays, name.startswith("memory."))].append(param)
+    return torch.optim.AdamW(
+        [
+            {"params": params, "weight_decay": weight_decay if decays else 0.0, "lr": memory_lr if memory else lr}
+            for (decays, memory), params in groups.items()
+            if params or not memory  # two groups without memory, as checkpoints made before it hold
+        ],
+        lr=lr,
+    )
 
 
 def update(

@@ -2,8 +2,9 @@
 
 Verbs (all that planners, losses and tools call):
 
-- ``encode(obs) -> z``                           (B, O) -> (B, O + D)
-- ``step(z, action) -> StepOut``                 one env step at adaptive depth
+- ``encode(obs) -> z``                           (B, O) -> (B, O + D [+ C]); starts an episode
+- ``observe(z, action, obs) -> z``               a real step seen: the next latent, with memory
+- ``step(z, action) -> StepOut``                 one imagined env step at adaptive depth
 - ``imagine(z0, actions) -> Rollout``            actions (H, B, A) or (H, B); the one loop over time
 - ``score(obs, action, next_obs) -> Scores``     real transitions judged: loops, error, residuals
 - ``loss(batch) -> (loss, metrics)``             multi-step training loss
@@ -11,9 +12,12 @@ Verbs (all that planners, losses and tools call):
 The latent z = [o_hat (O), features (latent_dim)] carries the model's normalised estimate of
 the current observation beside learned features, so the next observation is predicted as a
 delta on an estimate that is exact after ``encode`` (no reconstruction error is amplified by
-the small scale of the delta). One env step: z and the action become S tokens
-(:mod:`loopwm_rl.tokenizers`: one state token, or one token per object or dimension), a light
-prelude and a LayerNorm give the injected input e, and the depth loop runs
+the small scale of the delta). With ``memory: context`` z ends in a context c (C) that
+``observe`` filters from the episode's real transitions (:mod:`loopwm_rl.memory`).
+
+One env step: z and the action become S tokens (:mod:`loopwm_rl.tokenizers`: one state token,
+or one token per object or dimension), a light prelude and a LayerNorm give the injected input
+e, and the depth loop runs
 ``h <- Block_t(Ā h + B̄ e)`` (``= Ā h + B̄ e + R̄(h, e)``) from h = 0, re-injecting e every loop.
 After every loop a coda pools the tokens into the next latent and linear heads decode the
 next-observation delta (object tokens decode their own), the reward and the continuation, so
@@ -45,6 +49,7 @@ from .halting import (
     override_rule,
 )
 from .loss import sequence_loss
+from .memory import ContextFilter
 from .outputs import PerLoop, Rollout, Scores, StepOut
 from .tokenizers import Tokenizer
 
@@ -71,6 +76,7 @@ class WorldModel(nn.Module):
             nn.LayerNorm(D),
         )
         self.tokenizer = Tokenizer(cfg)
+        self.memory = ContextFilter(cfg) if cfg.memory != "none" else None
         self.num_tokens = self.tokenizer.num_tokens
         self.prelude = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.prelude_layers))
         self.prelude_norm = nn.LayerNorm(d)
@@ -148,6 +154,10 @@ class WorldModel(nn.Module):
         if obs.dim() != 2 or obs.shape[-1] != self.cfg.obs_dim:
             raise ValueError(f"observation has shape {tuple(obs.shape)}, expected (B, {self.cfg.obs_dim})")
 
+    def check_latent(self, z: torch.Tensor) -> None:
+        if z.dim() != 2 or z.shape[-1] != self.cfg.state_dim:
+            raise ValueError(f"latent has shape {tuple(z.shape)}, expected (B, {self.cfg.state_dim})")
+
     def check_action(self, action: torch.Tensor, batch: int) -> None:
         if self.cfg.discrete:
             if action.dtype.is_floating_point or action.shape != (batch,):
@@ -170,10 +180,32 @@ class WorldModel(nn.Module):
     # ------------------------------------------------------------------ verbs
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """Observation (B, O) -> latent z (B, O + D): [normalised obs, encoder features]."""
+        """Observation (B, O) -> latent z (B, O + D [+ C]): [normalised obs, encoder features,
+        and with memory an empty context]. The start of an episode."""
         self.check_obs(obs)
         obs_n = self.normalize_obs(obs)
-        return torch.cat([obs_n, self.encoder(obs_n)], -1)
+        parts = [obs_n, self.encoder(obs_n)]
+        if self.memory is not None:
+            parts.append(obs_n.new_zeros(obs_n.shape[0], self.cfg.memory_dim))  # (B, C)
+        return torch.cat(parts, -1)
+
+    def observe(self, z: torch.Tensor, action: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """After a real step: the latent z (B, S) it started from, the action taken and the
+        observation (B, O) that followed -> the next latent (B, S). Without memory this is
+        ``encode(obs)``; with it, the context also takes in the observed transition."""
+        self.check_latent(z)
+        self.check_obs(obs)
+        if obs.shape[0] != z.shape[0]:
+            raise ValueError(f"observation batch {obs.shape[0]} differs from the latent's {z.shape[0]}")
+        self.check_action(action, z.shape[0])
+        fresh = self.encode(obs)  # (B, S), context empty
+        if self.memory is None:
+            return fresh
+        O, C = self.cfg.obs_dim, self.cfg.memory_dim
+        prev = z[:, :O]  # (B, O) normalised
+        delta = (fresh[:, :O] - prev) * (self.obs_scale / self.delta_scale)  # (B, O) in delta scales
+        c = self.memory(prev, action, delta, z[:, -C:])  # (B, C)
+        return torch.cat([fresh[:, :-C], c], -1)
 
     def step(
         self,
@@ -198,8 +230,7 @@ class WorldModel(nn.Module):
                 both give the same outputs, only the cost differs.
         """
         B = z.shape[0]
-        if z.dim() != 2 or z.shape[-1] != self.cfg.state_dim:
-            raise ValueError(f"latent has shape {tuple(z.shape)}, expected (B, {self.cfg.state_dim})")
+        self.check_latent(z)
         self.check_action(action, B)
         if schedule is not None:
             rule: HaltingRule = ScheduledHalting(schedule)
@@ -214,8 +245,9 @@ class WorldModel(nn.Module):
         )
         O = self.cfg.obs_dim
         obs_n = z[:, :O] + out["delta"] * (self.delta_scale / self.obs_scale)  # (B, O)
+        context = z[:, O + self.cfg.latent_dim :]  # (B, C): held fixed while imagining
         return StepOut(
-            z=torch.cat([obs_n, out["z"]], -1),  # (B, O + D)
+            z=torch.cat([obs_n, out["z"], context], -1),  # (B, O + D + C)
             obs=self.obs_loc + self.obs_scale * obs_n,  # (B, O)
             reward=self.reward_loc + self.reward_scale * out["reward"],
             cont=torch.sigmoid(out["cont_logit"]),
@@ -237,11 +269,24 @@ class WorldModel(nn.Module):
         return Rollout.stack(steps)
 
     @torch.no_grad()
-    def score(self, obs: torch.Tensor, action: torch.Tensor, next_obs: torch.Tensor, **step_kwargs) -> Scores:
-        """Judge real transitions (B,): one step from ``encode(obs)``, its loops, its one-step
-        error against ``next_obs`` (:meth:`prediction_error`) and its residuals (B, K).
-        ``step_kwargs`` go to :meth:`step` (``max_loops``, ``halting``)."""
-        out = self.step(self.encode(obs), action, **step_kwargs)
+    def score(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        next_obs: torch.Tensor,
+        *,
+        z: torch.Tensor | None = None,
+        **step_kwargs,
+    ) -> Scores:
+        """Judge real transitions (B,): one step from ``z`` (default ``encode(obs)``; a model
+        with memory should get the latent ``observe`` built along the episode), its loops, its
+        one-step error against ``next_obs`` (:meth:`prediction_error`) and its residuals
+        (B, K). ``step_kwargs`` go to :meth:`step` (``max_loops``, ``halting``)."""
+        if z is None:
+            z = self.encode(obs)
+        elif z.shape[0] != obs.shape[0]:
+            raise ValueError(f"z has {z.shape[0]} rows for {obs.shape[0]} observations")
+        out = self.step(z, action, **step_kwargs)
         return Scores(
             loops=out.loops.cpu().numpy(),
             error=self.prediction_error(out.obs, next_obs).cpu().numpy(),
@@ -295,7 +340,9 @@ class WorldModel(nn.Module):
 
     def _inject_input(self, z: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The tokenizer's tokens through the prelude, LayerNorm and B̄: (B, S, d)."""
-        tokens = self.tokenizer(z, action)  # (B, S, d)
+        tokens = self.tokenizer(z[:, : self.cfg.obs_dim + self.cfg.latent_dim], action)  # (B, S, d)
+        if self.memory is not None:
+            tokens = tokens + self.memory.condition(z[:, -self.cfg.memory_dim :])  # every token sees c
         for block in self.prelude:
             tokens = block(tokens)
         return self.injection.input_gain(self.prelude_norm(tokens))

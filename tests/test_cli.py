@@ -302,3 +302,33 @@ def test_train_inverted_pendulum_debug(tmp_path, capsys):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/return_mean" in r for r in records)
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+def test_fit_score_and_train_with_memory_and_resume_restore_it(tmp_path, capsys):
+    """``model.memory=context`` through fit, score and train; a resumed run gets the filter's
+    weights and config back."""
+    import torch
+
+    from loopwm_rl.checkpoint import load_world_model, read_checkpoint
+
+    data = tmp_path / "zones.npz"
+    assert run("collect", "--env", "LoopWM/HiddenZones-v0", "--steps", 600, "--out", data, "--quiet") == 0
+    memory = ["model.memory=context", "model.burn_in=4"]
+    fit_argv = ["fit", "--data", data, "looped", "debug", *memory, "fit.updates=20", "--quiet"]
+    assert run(*fit_argv, "--out", tmp_path / "fit") == 0
+    model, _ = load_world_model(tmp_path / "fit" / "model.pt")
+    assert model.cfg.memory == "context" and model.memory is not None
+    assert run("score", "--run", tmp_path / "fit", "--data", data, "--out", tmp_path / "s.csv") == 0
+    assert len(list(csv.DictReader((tmp_path / "s.csv").open()))) == 600
+
+    runs = tmp_path / "runs"
+    argv = ["train", "pendulum", "debug", *memory, f"train.runs_dir={runs}", "train.total_steps=200", "--quiet"]
+    assert run(*argv) == 0
+    run_dir = only_run(runs)
+    saved = read_checkpoint(run_dir / "checkpoints" / "last.pt")["state_dict"]
+    assert any(k.startswith("memory.") for k in saved)
+    assert run("train", "--resume", run_dir, "train.total_steps=250", "--quiet") == 0
+    assert "at env step 200" in capsys.readouterr().out
+    resumed = read_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert resumed["counters"]["step"] == 250 and resumed["model_config"]["memory"] == "context"
+    assert not all(torch.equal(saved[k], resumed["state_dict"][k]) for k in saved if k.startswith("memory."))
