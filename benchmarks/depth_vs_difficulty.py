@@ -304,6 +304,23 @@ def summarize(paths: list[Path]) -> None:
             f"| {stat([r['test_time']['2x']['hard'] / r['test_time']['1x']['hard'] for r in rs])} "
             f"| {stat([r['path_gap'] for r in rs])} |"
         )
+    timed = {key: rs for key, rs in groups.items() if all("by_time" in r for r in rs)}
+    if timed:
+        print("\nOne-step error / no change by steps since the episode started (mean ± std over seeds)")
+        buckets = list(next(iter(timed.values()))[0]["by_time"]["K=1"])
+        print("| env | config | memory | error | " + " | ".join(f"t {b}" for b in buckets) + " |")
+        print("|---" * (4 + len(buckets)) + "|")
+        for (env, name), rs in timed.items():
+            noop = [r["noop"]["all"] for r in rs]
+            for label, get in (
+                ("K=1", lambda r: r["by_time"]["K=1"]),
+                ("K=max", lambda r: r["by_time"]["K=max"]),
+                ("own rule", lambda r: r["rules"][0]["error_by_time"]),
+            ):
+                cells = [
+                    stat([get(r).get(b, np.nan) / n for r, n in zip(rs, noop, strict=True)], "{:.3f}") for b in buckets
+                ]
+                print(f"| {env} | {name} | {rs[0]['memory']} | {label} | " + " | ".join(cells) + " |")
     for (env, name), rs in groups.items():
         if "by_events" not in rs[0]["rules"][0]:
             continue

@@ -43,6 +43,7 @@ def load_run(run_dir: Path) -> dict:
         with (run_dir / "scores.csv").open() as handle:
             scores = [
                 {
+                    "step": int(r["t"]),
                     "loops": int(r["loops"]),
                     "pred_error": float(r["pred_error"]),
                     "hard": bool(int(r["hard"])) if r["hard"] != "" else False,
@@ -69,6 +70,24 @@ def _transitions(run: dict) -> list[dict]:
     """Every scored transition: all evaluation traces, else the offline scores."""
     steps = [s for r in run["rollouts"] for s in r["steps"]]
     return steps or run["scores"]
+
+
+def _error_by_episode_step(steps: list[dict], cfg: dict) -> str:
+    """Mean one-step error per bin of steps since the episode started: a model with memory
+    (``model.memory``) should get better as it sees more of the episode."""
+    t = np.array([s["step"] for s in steps])
+    err = np.array([float(s["pred_error"]) for s in steps])
+    width = max(1, int(t.max()) // 20 + 1)
+    bins = t // width
+    xs = [int(b * width) for b in np.unique(bins)]
+    ys = [float(err[bins == b].mean()) for b in np.unique(bins)]
+    memory = cfg.get("model", {}).get("memory", "none")
+    return line_chart(
+        f"One-step error by steps since the episode started (bins of {width}; memory: {memory})",
+        {"pred_error": (xs, ys)},
+        "episode step",
+        "mean pred_error",
+    )
 
 
 def _md_table(markdown: str) -> str:
@@ -153,6 +172,9 @@ def render(run_dir: str | Path) -> str:
                 scatter("One-step prediction error by loops used", pts, "loops", "pred_error"),
             )
         )
+
+    if len(loops) and all("step" in s for s in steps):
+        sections.append(("Error over the episode", _error_by_episode_step(steps, cfg)))
 
     residual_keys = sorted(
         (k for k in last_eval if k.startswith("depth/residual_")), key=lambda k: int(k.rsplit("_", 1)[1])

@@ -98,6 +98,7 @@ def test_report_is_self_contained_with_sections_and_data(offline_run):
         "loops-vs-prediction-error",
         "convergence-curve",
         "training-curves",
+        "error-over-the-episode",
     ):
         assert f'id="{section}"' in text, section
     trace = json.loads((offline_run / "rollouts.jsonl").read_text().splitlines()[-1])["steps"]
