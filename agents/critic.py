@@ -104,6 +104,8 @@ class ActorCritic(nn.Module):
         else:
             preds = [net(torch.cat([z, action], -1)).squeeze(-1) for net in self.qs]
         q_loss = sum(F.mse_loss(p, target) for p in preds)
+        if not torch.isfinite(q_loss):  # skip the whole update: the weights stay as they were
+            return {"train/q_loss": float(q_loss.detach()), "guard/skipped": 1.0, "guard/bad": "critic: train/q_loss"}
         self.q_opt.zero_grad(set_to_none=True)
         q_loss.backward()
         torch.nn.utils.clip_grad_norm_(self.qs.parameters(), 10.0)

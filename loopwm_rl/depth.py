@@ -64,3 +64,17 @@ def depth_summary(loops: np.ndarray, hard: np.ndarray | None = None, residuals: 
             if np.isfinite(value):
                 out[f"depth/residual_{k}"] = float(value)
     return out
+
+
+def contraction_warning(curve: np.ndarray, tolerance: float = 0.95) -> str | None:
+    """A warning when a residual curve (K,) at fixed depth stops shrinking: the last loop's
+    relative change is at least ``tolerance`` times loop 2's (loop 1 starts from h = 0, so its
+    change is always about 1). None while the recurrence contracts, or with under 3 loops."""
+    curve = np.asarray(curve, dtype=np.float64)
+    if len(curve) < 3 or not np.isfinite(curve).all() or curve[-1] < tolerance * curve[1]:
+        return None
+    shown = ", ".join(f"{v:.3g}" for v in curve)
+    return (
+        f"the loop is not contracting on held-out data: relative change per loop {shown} "
+        f"(loop {len(curve)} at {curve[-1] / curve[1]:.2f}x loop 2); extra loops will not converge"
+    )

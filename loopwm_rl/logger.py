@@ -6,6 +6,7 @@ falls back to offline with a warning, and an offline init that fails turns wandb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -51,9 +52,10 @@ class Logger:
         self._file = self.path.open("a")
         self.wandb = None
         self.run_id = run_id
-        mode = resolve_wandb_mode(wandb_cfg.mode)
-        if mode != "disabled":
-            self.wandb = self._init_wandb(mode, config, wandb_cfg, run_id)
+        self._wandb_args = (config, wandb_cfg)
+        self.mode = resolve_wandb_mode(wandb_cfg.mode)
+        if self.mode != "disabled":
+            self.wandb = self._init_wandb(self.mode, config, wandb_cfg, run_id)
 
     def _init_wandb(self, mode: str, config: dict, wandb_cfg, run_id: str | None):
         try:
@@ -88,7 +90,7 @@ class Logger:
                 run.define_metric(f"{prefix}/*", step_metric="env_step")
             run.define_metric("rollout/step")
             run.define_metric("rollout/*", step_metric="rollout/step")
-            self.run_id = run.id
+            self.run_id, self.mode = run.id, attempt
             return run
         return None
 
@@ -101,7 +103,7 @@ class Logger:
         plain = {
             k: _jsonable(v) if not isinstance(v, list) else v
             for k, v in metrics.items()
-            if isinstance(v, int | float | list) or hasattr(v, "item")
+            if isinstance(v, int | float | list | str) or hasattr(v, "item")
         }
         self._file.write(json.dumps({"env_step": int(step), **plain}) + "\n")
         self._file.flush()
@@ -115,7 +117,29 @@ class Logger:
                     edges = np.arange(len(counts) + 1) + 0.5  # bins centred on loops 1..K
                     value = wandb.Histogram(np_histogram=(counts, edges))
                 payload[key] = value
+            self._wandb_log(payload)
+
+    def _wandb_log(self, payload: dict[str, Any]) -> None:
+        """``wandb.log``; if it fails mid-run (a server that stopped answering, a revoked key),
+        warn, finish the run as far as it can, and carry on in an offline run of the same id
+        (or without wandb if that fails too): ``metrics.jsonl`` already has the step."""
+        try:
             self.wandb.log(payload)
+            return
+        except Exception as err:  # wandb raises many types for network/auth problems
+            warnings.warn(f"wandb.log failed mid-run ({err}); continuing offline", RuntimeWarning, stacklevel=3)
+        broken, self.wandb = self.wandb, None
+        with contextlib.suppress(Exception):  # the run is already broken; an offline run replaces it
+            broken.finish(quiet=True)
+        if self.mode != "offline":
+            self.mode = "offline"
+            self.wandb = self._init_wandb("offline", *self._wandb_args, self.run_id)
+            if self.wandb is not None:
+                try:
+                    self.wandb.log(payload)
+                except Exception as err:  # an offline run that cannot log either: give wandb up
+                    warnings.warn(f"offline wandb.log failed too ({err}); wandb is off", RuntimeWarning, stacklevel=3)
+                    self.wandb = None
 
     def log_depth_trace(self, steps: list[dict[str, Any]], env_step: int, max_loops: int) -> None:
         """One evaluation episode's depth per step: ``rollouts.jsonl`` always; in wandb,
@@ -127,7 +151,7 @@ class Logger:
         import wandb
 
         for s in steps:
-            self.wandb.log(
+            self._wandb_log(
                 {
                     "rollout/step": s["step"],
                     "rollout/loops": s["loops"],
@@ -135,10 +159,12 @@ class Logger:
                     "rollout/pred_error": s["pred_error"],
                 }
             )
+            if self.wandb is None:
+                return
         columns = ["step", "loops", "hard", "reward", "pred_error"]
         table = wandb.Table(columns=columns, data=[[s[c] for c in columns] for s in steps])
         xs = [s["step"] for s in steps]
-        self.wandb.log(
+        self._wandb_log(
             {
                 "env_step": int(env_step),
                 "rollout/depth_table": table,
@@ -161,5 +187,8 @@ class Logger:
     def close(self) -> None:
         self._file.close()
         if self.wandb is not None:
-            self.wandb.finish()
+            try:
+                self.wandb.finish()
+            except Exception as err:  # a server gone at the end must not fail a finished run
+                warnings.warn(f"wandb.finish failed ({err}); metrics.jsonl is complete", RuntimeWarning, stacklevel=2)
             self.wandb = None

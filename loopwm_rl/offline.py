@@ -23,7 +23,7 @@ from .models import build_world_model
 from .outputs import Scores
 from .runconfig import RunConfig
 from .rundir import find_checkpoint, write_config
-from .update import make_optimizer, update
+from .update import DivergenceGuard, make_optimizer, update
 from .world_model import WorldModel
 
 
@@ -56,9 +56,16 @@ def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]
     was_training = model.training
     model.eval()
     scores = score_transitions(model, data, idx)
+    few = idx[:512]
+    act = torch.as_tensor(data["actions"][few])
+    contraction = run_setup.check_contraction(model, episode_latents(model, data, few), act)
     model.train(was_training)
     hard = data["hard"][idx] if "hard" in data else None
-    return {"fit/val_pred_error": float(scores.error.mean()), **depth_summary(scores.loops, hard, scores.residuals)}
+    return {
+        "fit/val_pred_error": float(scores.error.mean()),
+        **depth_summary(scores.loops, hard, scores.residuals),
+        **contraction,
+    }
 
 
 def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> dict[str, float]:
@@ -92,10 +99,12 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
     logger = Logger(out_dir, to_dict(cfg), cfg.wandb)
     val_idx = np.flatnonzero(val_mask) if val_mask.any() else idx[:2048]
     metrics: dict[str, float] = {}
+    guard = DivergenceGuard(f.max_bad_updates)
     bar = tqdm(range(1, f.updates + 1), desc="fit world model", disable=not progress, unit="update")
     try:
         for i in bar:
             metrics = update(model, optimizer, sampler.sample(f.batch_size, rng))
+            guard.check(metrics)
             if i % f.eval_every == 0 or i == f.updates:
                 metrics = {**metrics, **validate(model, data, val_idx)}
                 bar.set_postfix(val=f"{metrics['fit/val_pred_error']:.4f}", loops=f"{metrics['depth/loops_mean']:.2f}")

@@ -4,6 +4,8 @@ the weights, and setting the halting threshold from a compute budget."""
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -14,6 +16,7 @@ from loopwm_rl.envs import EnvError, make_env
 from . import cores
 from .calibration import calibrate, set_halting, threshold_field
 from .config import WorldModelConfig
+from .depth import contraction_warning
 from .memory import filter_latents
 from .world_model import WorldModel
 
@@ -83,6 +86,19 @@ def action_meta(env_id: str, action_space: spaces.Space | None = None, low=None,
         meta["action_low"] = np.asarray(low, np.float32).tolist()
         meta["action_high"] = np.asarray(high, np.float32).tolist()
     return meta
+
+
+@torch.no_grad()
+def check_contraction(model: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> dict[str, float]:
+    """Run every row of (z (N, S), actions) to the loop cap and warn (with the curve) if the
+    residuals stop shrinking; returns ``depth/contraction``, last loop's residual / loop 2's."""
+    was_training = model.training
+    curve = model.eval().step(z, actions, halting="fixed").residuals.mean(0).cpu().numpy()  # (K,)
+    model.train(was_training)
+    message = contraction_warning(curve)
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
+    return {"depth/contraction": float(curve[-1] / curve[1])} if len(curve) >= 3 else {}
 
 
 def calibrate_to_budget(

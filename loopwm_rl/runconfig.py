@@ -56,6 +56,9 @@ class TrainConfig:
     """Transitions per training sequence."""
     lr: float = 1e-3
     grad_clip: float = 1.0
+    max_bad_updates: int = 20
+    """Updates in a row with a non-finite loss or gradient (each skipped, weights kept) after
+    which the run stops with an error; the last checkpoint stays as it was."""
     buffer_size: int = 100_000
     critic: bool = True
     """Learn a latent actor-critic for the planner's terminal value."""
@@ -80,6 +83,8 @@ class FitConfig:
     horizon: int = 3
     """Transitions per training sequence."""
     lr: float = 1e-3
+    max_bad_updates: int = 20
+    """Updates in a row with a non-finite loss or gradient (each skipped) that stop the fit."""
     val_fraction: float = 0.1
     """Fraction of whole episodes held out for validation and calibration."""
     eval_every: int = 250
@@ -96,8 +101,10 @@ class FitConfig:
     def __post_init__(self) -> None:
         if self.hard_weight <= 0:
             raise ConfigError(f"fit.hard_weight={self.hard_weight} must be > 0")
-        if self.updates < 1 or self.batch_size < 1 or self.horizon < 1 or self.eval_every < 1:
-            raise ConfigError("fit.updates, fit.batch_size, fit.horizon and fit.eval_every must be >= 1")
+        if min(self.updates, self.batch_size, self.horizon, self.eval_every, self.max_bad_updates) < 1:
+            raise ConfigError(
+                "fit.updates, fit.batch_size, fit.horizon, fit.eval_every and fit.max_bad_updates must be >= 1"
+            )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"fit.val_fraction={self.val_fraction} must lie in [0, 1)")
         if self.budget is not None and not 0.0 < self.budget <= 1.0:
@@ -159,8 +166,10 @@ class RunConfig:
         t = self.train
         if t.total_steps < 1 or t.seed_steps < 1 or t.seed_steps > t.total_steps:
             raise ConfigError(f"train.seed_steps={t.seed_steps} must lie in [1, train.total_steps={t.total_steps}]")
-        if t.horizon < 1 or t.batch_size < 1 or t.utd < 0:
-            raise ConfigError("train.horizon and train.batch_size must be >= 1 and train.utd >= 0")
+        if t.horizon < 1 or t.batch_size < 1 or t.utd < 0 or t.max_bad_updates < 1:
+            raise ConfigError(
+                "train.horizon, train.batch_size and train.max_bad_updates must be >= 1 and train.utd >= 0"
+            )
         if t.threads < 0 or self.fit.threads < 0:
             raise ConfigError("train.threads and fit.threads must be >= 0 (0: one thread)")
 

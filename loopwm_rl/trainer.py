@@ -18,11 +18,12 @@ from .checkpoint import CheckpointError, atomic_save, read_checkpoint, world_mod
 from .config import to_dict
 from .depth import depth_summary
 from .logger import Logger
+from .memory import filter_latents
 from .models import build_world_model
 from .replay import SequenceReplay
 from .runconfig import RunConfig
 from .rundir import write_config
-from .update import make_optimizer, update
+from .update import DivergenceGuard, make_optimizer, update
 
 TRAIN_FORMAT = "loopwm-rl/train"
 
@@ -57,6 +58,7 @@ class Trainer:
         # a model with memory filters a burn-in prefix before each training sequence
         self.replay = SequenceReplay(t.buffer_size, t.horizon + model_cfg.sequence_burn_in, t.batch_size, seed=t.seed)
         self.rng = np.random.default_rng(t.seed)
+        self.guard = DivergenceGuard(t.max_bad_updates)
         self.step = self.episode = self.updates = 0
         self._update_credit = 0.0
         self.wall_s = 0.0  # training wall time, carried across resumes
@@ -129,7 +131,8 @@ class Trainer:
     def _update(self) -> dict[str, float]:
         batch = self.replay.sample().to(self.device)
         metrics = update(self.model, self.optimizer, batch, grad_clip=self.cfg.train.grad_clip)
-        if self.critic is not None:
+        self.guard.check(metrics)
+        if self.critic is not None and not metrics["guard/skipped"]:
             n = self.model.cfg.sequence_burn_in  # the critic learns on the step after the burn-in
             with torch.no_grad():
                 z = self.model.encode(batch.obs[0])
@@ -146,6 +149,7 @@ class Trainer:
                     self.cfg.planner.gamma,
                 )
             )
+            self.guard.check(metrics)
         self.updates += 1
         return metrics
 
@@ -180,16 +184,23 @@ class Trainer:
         """Episodes with the evaluation action; also scores the model's one-step depth on
         every real transition (loops, prediction error, hard label)."""
         calibration = self._calibrate_halting()
+        obs, action, episode = self.replay.latest(512)
+        z = filter_latents(self.model.eval(), obs.to(self.device), action.to(self.device), episode)
+        calibration.update(run_setup.check_contraction(self.model, z, action.to(self.device)))
         returns, loops, hard, errors, residuals, plan = [], [], [], [], [], []
         self.model.eval()
         for ep in range(self.cfg.train.eval_episodes):
             obs, _ = self.eval_env.reset(seed=10_000 + ep)
             self.agent.reset()
             total, done, trace = 0.0, False, []
+            z = None  # the episode's latent as the model filters it (re-encoded without memory)
             while not done:
                 action, stats = self.agent.act(obs, eval=True)
                 nxt, reward, terminated, truncated, info = self.eval_env.step(action)
-                scores = self.model.score(*self._as_batch(obs, action, nxt))
+                obs_t, act_t, nxt_t = self._as_batch(obs, action, nxt)
+                z = self.model.encode(obs_t) if z is None else z
+                scores = self.model.score(obs_t, act_t, nxt_t, z=z)
+                z = self.model.observe(z, act_t, nxt_t)
                 trace.append(
                     {
                         "step": len(trace),
@@ -288,6 +299,7 @@ class Trainer:
                         {
                             **metrics,
                             "train/updates": self.updates,
+                            "train/skipped_updates": self.guard.skipped,
                             "train/steps_per_s": (self.step - start_step) / (time.perf_counter() - start),
                         },
                         self.step,

@@ -273,6 +273,17 @@ def test_actor_critic_learns_a_constant_value():
     assert torch.allclose(critic.value(z), torch.ones(64), atol=0.2)
 
 
+def test_a_nan_reward_skips_the_critic_update_and_keeps_its_weights():
+    critic = ActorCritic(3, 1, hidden=16)
+    z, a = torch.randn(8, 3), torch.rand(8, 1) * 2 - 1
+    before = {k: v.clone() for k, v in critic.state_dict().items()}
+    reward = torch.ones(8)
+    reward[3] = float("nan")
+    metrics = critic.update(z, a, reward, torch.ones(8), z, gamma=0.9)
+    assert metrics["guard/skipped"] == 1.0 and metrics["guard/bad"] == "critic: train/q_loss"
+    assert all(torch.equal(before[k], v) for k, v in critic.state_dict().items())
+
+
 @pytest.mark.slow
 def test_planner_swings_up_the_true_pendulum():
     env = make_env("Pendulum-v1")

@@ -332,3 +332,17 @@ def test_fit_score_and_train_with_memory_and_resume_restore_it(tmp_path, capsys)
     resumed = read_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert resumed["counters"]["step"] == 250 and resumed["model_config"]["memory"] == "context"
     assert not all(torch.equal(saved[k], resumed["state_dict"][k]) for k in saved if k.startswith("memory."))
+
+
+def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_checkpoint(tmp_path, capsys):
+    """A learning rate of 1e30 makes every update non-finite: each is skipped, and after
+    ``max_bad_updates`` in a row the run exits 2 naming the bad term; the checkpoint written
+    before (step 50, in the random-action phase) is untouched."""
+    runs = tmp_path / "runs"
+    argv = ["train", "pendulum", "debug", f"train.runs_dir={runs}", "train.lr=1e30", "train.max_bad_updates=3"]
+    assert run(*argv, "train.checkpoint_every=50", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "3 updates in a row were non-finite" in err and "world model" in err
+    from loopwm_rl.checkpoint import read_checkpoint
+
+    assert read_checkpoint(only_run(runs) / "checkpoints" / "last.pt")["counters"]["step"] == 50

@@ -12,7 +12,7 @@ from loopwm_rl import SequenceBatch, build_world_model, load_model_config
 from loopwm_rl.config import ConfigError, HaltingConfig, WorldModelConfig
 from loopwm_rl.halting import Schedule
 from loopwm_rl.models import LoopedWorldModel, StackedWorldModel
-from loopwm_rl.update import NonFiniteLossError, make_optimizer, update
+from loopwm_rl.update import DivergenceGuard, NonFiniteLossError, make_optimizer, update
 
 O, A, N_ACT = 5, 2, 3
 
@@ -266,12 +266,37 @@ def test_terminated_steps_mask_the_rest_of_the_sequence():
     assert batch.alive().tolist() == [[1, 1], [1, 0], [0, 0]]
 
 
-def test_nan_loss_raises_a_clear_error():
+def test_a_nan_batch_skips_the_update_names_the_term_and_keeps_the_weights():
     model = make()
+    opt = make_optimizer(model)
+    update(model, opt, batch_for(model))  # a good step first, so the optimiser has state
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = {id(p): {k: v.clone() for k, v in st.items()} for p, st in opt.state.items()}
     batch = batch_for(model)
     batch.obs[1, 0, 0] = float("nan")
-    with pytest.raises(NonFiniteLossError, match="non-finite"):
-        update(model, make_optimizer(model), batch)
+    metrics = update(model, opt, batch)
+    assert metrics["guard/skipped"] == 1.0
+    assert metrics["guard/bad"].startswith("world model: ") and "train/wm_loss" in metrics["guard/bad"]
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert all(torch.equal(moments[id(p)][k], v) for p, st in opt.state.items() for k, v in st.items())
+    assert update(model, opt, batch_for(model))["guard/skipped"] == 0.0  # and training goes on
+
+
+def test_the_divergence_guard_stops_after_n_bad_updates_in_a_row():
+    guard = DivergenceGuard(3)
+    bad = {"guard/skipped": 1.0, "guard/bad": "critic: train/q_loss"}
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning, match="critic: train/q_loss"):
+            guard.check(bad)
+    guard.check({"guard/skipped": 0.0})  # a good update resets the count
+    for _ in range(2):
+        with pytest.warns(RuntimeWarning):
+            guard.check(bad)
+    with pytest.raises(NonFiniteLossError, match=r"3 updates in a row were non-finite \(last: critic"):
+        guard.check(bad)
+    assert guard.skipped == 5
+    with pytest.raises(ValueError, match="max_bad"):
+        DivergenceGuard(0)
 
 
 def test_optimizer_does_not_decay_the_injection():
@@ -410,3 +435,17 @@ def test_random_loop_starts_cover_the_configured_share_and_spare_the_halting_hea
     assert torch.isfinite(loss) and "train/halting_mse" in metrics
     assert make(overrides=["loop_init_std=0"]).train_schedule(5).init_std is None
     assert make(("stacked", "debug")).train_schedule(5).init_std is None, "one pass: no loop state to start"
+
+
+def test_a_loop_that_stops_contracting_is_named_with_its_curve():
+    from loopwm_rl.depth import contraction_warning
+    from loopwm_rl.run_setup import check_contraction
+
+    assert contraction_warning([1.0, 0.5, 0.2, 0.05]) is None
+    assert contraction_warning([1.0, 0.5]) is None  # too few loops to tell
+    message = contraction_warning([1.0, 0.3, 0.35, 0.4])
+    assert "not contracting" in message and "1, 0.3, 0.35, 0.4" in message and "1.33x loop 2" in message
+    model = make(overrides=["max_loops=4"])
+    z, a = model.encode(torch.randn(16, O)), actions_for(model, 16)
+    metrics = check_contraction(model, z, a)  # an untrained model: either way, a ratio is reported
+    assert set(metrics) == {"depth/contraction"} and math.isfinite(metrics["depth/contraction"])
