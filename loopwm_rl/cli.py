@@ -39,7 +39,7 @@ def _split(items: Sequence[str]) -> tuple[list[str], list[str]]:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .runconfig import apply_overrides, load_run_config
-    from .rundir import new_run_dir, read_config, summary, write_config
+    from .rundir import new_run_dir, read_config, run_lock, summary, write_config
     from .trainer import Trainer
 
     presets, overrides = _split(args.items)
@@ -51,17 +51,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if cfg.command != "train":
             raise CheckpointError(f"{run_dir} was written by `{cfg.command}`, not `train`: nothing to resume")
         trainer = Trainer(cfg, run_dir, progress=not args.quiet)
-        trainer.load()
-        write_config(run_dir, cfg)
-        print(f"resuming {run_dir} at env step {trainer.step} with {len(trainer.replay)} transitions in the buffer")
     else:
         cfg = load_run_config(presets, overrides)
         trainer = Trainer(cfg, Path("."), progress=not args.quiet)  # fails on bad envs before any folder exists
-        run_dir = new_run_dir(cfg)
-        trainer.run_dir = run_dir
+        run_dir = trainer.run_dir = new_run_dir(cfg)
+    with run_lock(run_dir):  # one writer per run directory
+        if args.resume:
+            trainer.load()
+            print(f"resuming {run_dir} at env step {trainer.step} with {len(trainer.replay)} transitions in the buffer")
         write_config(run_dir, cfg)
-    print(cores.describe(cores.resolve_threads(cfg.train.threads)))
-    metrics = trainer.run()
+        print(cores.describe(cores.resolve_threads(cfg.train.threads)))
+        metrics = trainer.run()
     print(summary(trainer.run_dir, metrics))
     return 0
 
@@ -103,7 +103,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     from .dataset import load_dataset
     from .offline import fit
     from .runconfig import load_run_config
-    from .rundir import summary
+    from .rundir import run_lock, summary
 
     presets, overrides = _split(args.items)
     cfg = load_run_config(presets, overrides, command="fit")
@@ -113,7 +113,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
     if (out / "model.pt").exists():
         raise CheckpointError(f"{out / 'model.pt'} exists; choose another --out")
     print(cores.describe(cores.resolve_threads(cfg.fit.threads)))
-    metrics = fit(data, cfg, out, progress=not args.quiet)
+    with run_lock(out):
+        metrics = fit(data, cfg, out, progress=not args.quiet)
     print(summary(out, metrics))
     return 0
 

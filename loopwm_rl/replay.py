@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 from pathlib import Path
@@ -65,6 +66,16 @@ class SequenceReplay:
         last ``n`` stored transitions."""
         td = self.buffer[max(0, len(self.buffer) - n) : len(self.buffer)]
         return td["obs"], _model_action(td["action"]), td["episode"].numpy()
+
+    def checksum(self) -> str:
+        """SHA-256 of every stored transition's fields, in storage order: a resume compares it
+        with the one its checkpoint recorded."""
+        digest = hashlib.sha256()
+        td = self.transitions()
+        for key in sorted(td.keys()):
+            digest.update(key.encode())
+            digest.update(td[key].contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     def save(self, path: str | Path) -> None:
         """Dump to ``path`` via a temporary folder and a rename, so a crash keeps the old dump."""

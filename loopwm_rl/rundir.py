@@ -11,8 +11,12 @@ one fitted run directory per model and seed.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -24,6 +28,38 @@ from .runconfig import RunConfig
 
 CONFIG = "config.yaml"
 CHECKPOINTS = ("model.pt", "checkpoints/last.pt")
+
+
+LOCK = ".lock"
+
+
+@contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold ``run_dir``'s writer lock, or raise a CheckpointError if a live process holds it.
+
+    An advisory ``flock`` on ``run_dir/.lock``: the kernel drops it when its holder exits,
+    however it exits, so a lock left by a killed process never blocks a resume.
+    """
+    path = Path(run_dir) / LOCK
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise CheckpointError(
+                f"{run_dir} is being written by another process (pid {holder}); wait for it to finish "
+                "or stop it before writing this run directory"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # closing releases the flock
 
 
 def new_run_dir(cfg: RunConfig) -> Path:

@@ -3,6 +3,8 @@ critic), evaluate, checkpoint. ``loopwm-rl train`` is a thin wrapper over :class
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
@@ -13,9 +15,11 @@ from tqdm import tqdm
 from loopwm_rl.agents import ActorCritic, PlanningAgent
 from loopwm_rl.envs import make_env
 
-from . import run_setup
-from .checkpoint import CheckpointError, atomic_save, read_checkpoint, world_model_payload
-from .config import to_dict
+from . import killpoints, run_setup
+from .atomic import atomic_path
+from .calibration import set_halting
+from .checkpoint import CheckpointError, read_checkpoint, world_model_payload
+from .config import HaltingConfig, from_mapping, to_dict
 from .depth import depth_summary
 from .logger import Logger
 from .memory import filter_latents
@@ -55,6 +59,11 @@ class Trainer:
         self.agent = PlanningAgent(
             self.model, self.env.action_space, cfg.planner, self.critic, seed=t.seed, device=self.device
         )
+        # evaluation plans with its own agent: its warm starts and random draws never leak into
+        # the training episode it interrupts (and a resumed run can match an uninterrupted one)
+        self.eval_agent = PlanningAgent(
+            self.model, self.eval_env.action_space, cfg.planner, self.critic, seed=t.seed + 1, device=self.device
+        )
         # a model with memory filters a burn-in prefix before each training sequence
         self.replay = SequenceReplay(t.buffer_size, t.horizon + model_cfg.sequence_burn_in, t.batch_size, seed=t.seed)
         self.rng = np.random.default_rng(t.seed)
@@ -72,16 +81,27 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save(self) -> Path:
-        """Model, optimisers, critic, counters and RNG state (atomically), then the buffer,
-        then ``config.yaml`` with the halting threshold in force."""
+        """The buffer into ``buffer.new``, then model, optimisers, critic, counters, RNG state
+        and the buffer's count and checksum atomically over ``checkpoints/last.pt``, then
+        ``buffer.new`` swapped in, then ``config.yaml`` with the halting threshold in force.
+
+        Killed at any point, the previous checkpoint or the new one is complete, and a buffer
+        whose checksum matches it is on disk (:meth:`load` picks it). A write that fails (a
+        full disk, a read-only folder) raises a CheckpointError naming the path; the previous
+        checkpoint and buffer stay."""
         payload = world_model_payload(self.model, run_setup.action_meta(self.cfg.env.id, self.env.action_space))
         payload.update(
             format=TRAIN_FORMAT,
             run_config=to_dict(self.cfg),
             optimizer=self.optimizer.state_dict(),
             counters={"step": self.step, "episode": self.episode, "updates": self.updates, "wall_s": self.wall_s},
-            rng={"torch": torch.get_rng_state(), "planner": self.agent.generator.get_state()},
+            rng={
+                "torch": torch.get_rng_state(),
+                "planner": self.agent.generator.get_state(),
+                "eval_planner": self.eval_agent.generator.get_state(),
+            },
             wandb_id=self.wandb_id or "",
+            buffer={"count": len(self.replay), "checksum": self.replay.checksum()},
         )
         if self.critic is not None:
             payload["critic"] = self.critic.state_dict()
@@ -89,9 +109,22 @@ class Trainer:
                 "q": self.critic.q_opt.state_dict(),
                 "pi": self.critic.pi_opt.state_dict(),
             }
-        self.replay.save(self.run_dir / "buffer")
-        path = atomic_save(payload, self.checkpoint_path)
-        write_config(self.run_dir, self.cfg, halting=self.model.cfg.halting)
+        path = self.checkpoint_path
+        try:
+            self.replay.save(self.run_dir / "buffer.new")
+            killpoints.reach("save:buffer")
+            with atomic_path(path) as tmp:
+                torch.save(payload, tmp)
+                killpoints.reach("save:model")
+            killpoints.reach("save:swap")
+            _swap_in(self.run_dir / "buffer.new", self.run_dir / "buffer")
+            killpoints.reach("save:config")
+            write_config(self.run_dir, self.cfg, halting=self.model.cfg.halting)
+        except OSError as err:
+            raise CheckpointError(
+                f"cannot write the checkpoint of {self.run_dir}: {err.filename or path}: {err.strerror or err}; "
+                "the previous checkpoint and buffer are kept"
+            ) from err
         return path
 
     def load(self) -> None:
@@ -99,8 +132,11 @@ class Trainer:
         if payload.get("format") != TRAIN_FORMAT:
             raise CheckpointError(f"{self.checkpoint_path} is not a training checkpoint")
         try:
-            # the calibrated threshold comes with the config: write_config keeps it in config.yaml
             self.model.load_state_dict(payload["state_dict"])
+            # the threshold in force when the checkpoint was written (config.yaml may be older)
+            set_halting(
+                self.model, from_mapping(HaltingConfig, payload["model_config"]["halting"], prefix="model.halting.")
+            )
             self.optimizer.load_state_dict(payload["optimizer"])
             if self.critic is not None:
                 self.critic.load_state_dict(payload["critic"])
@@ -113,14 +149,40 @@ class Trainer:
         self.wall_s = float(counters.get("wall_s", 0.0))
         torch.set_rng_state(payload["rng"]["torch"])
         self.agent.generator.set_state(payload["rng"]["planner"])
+        if "eval_planner" in payload["rng"]:  # checkpoints before evaluation had its own agent lack it
+            self.eval_agent.generator.set_state(payload["rng"]["eval_planner"])
         self.wandb_id = payload.get("wandb_id") or None
-        buffer = self.run_dir / "buffer"
-        if not buffer.exists():
-            raise CheckpointError(f"{buffer} is missing: the replay buffer cannot be restored")
-        self.replay.load(buffer)
+        self._load_buffer(payload.get("buffer"))
+        rows = _truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)
+        _truncate_jsonl(self.run_dir / "rollouts.jsonl", self.step)
+        # an evaluation at the checkpoint's own step already ran: the run need not repeat it
+        self.last_eval = next(
+            (r for r in reversed(rows) if r.get("env_step") == self.step and "eval/return_mean" in r), {}
+        )
         # the env cannot be restored mid-episode: resume starts a fresh episode
         self.rng = np.random.default_rng(self.cfg.train.seed + self.step)
         self.env.action_space.seed(self.cfg.train.seed + self.step)
+
+    def _load_buffer(self, record: dict | None) -> None:
+        """The saved buffer whose count and checksum match the checkpoint's ``record``: the
+        swapped-in one, or the new or old one a kill mid-save left (checkpoints made before
+        records existed take ``buffer``)."""
+        t = self.cfg.train
+        for name in ("buffer", "buffer.new", "buffer.old"):
+            folder = self.run_dir / name
+            if not folder.is_dir():
+                continue
+            replay = SequenceReplay(t.buffer_size, self.replay.horizon, t.batch_size, seed=t.seed)
+            replay.load(folder)
+            if record is None or (len(replay) == record["count"] and replay.checksum() == record["checksum"]):
+                self.replay = replay
+                if name != "buffer":
+                    _swap_in(folder, self.run_dir / "buffer")
+                return
+            if record is None:
+                break
+        wanted = "" if record is None else f" matching the checkpoint ({record['count']} transitions)"
+        raise CheckpointError(f"{self.run_dir} has no replay buffer{wanted}: it cannot be restored")
 
     # ------------------------------------------------------------------ learning
 
@@ -132,6 +194,7 @@ class Trainer:
         batch = self.replay.sample().to(self.device)
         metrics = update(self.model, self.optimizer, batch, grad_clip=self.cfg.train.grad_clip)
         self.guard.check(metrics)
+        killpoints.reach("wm_update")
         if self.critic is not None and not metrics["guard/skipped"]:
             n = self.model.cfg.sequence_burn_in  # the critic learns on the step after the burn-in
             with torch.no_grad():
@@ -150,6 +213,7 @@ class Trainer:
                 )
             )
             self.guard.check(metrics)
+            killpoints.reach("critic_update")
         self.updates += 1
         return metrics
 
@@ -191,16 +255,17 @@ class Trainer:
         self.model.eval()
         for ep in range(self.cfg.train.eval_episodes):
             obs, _ = self.eval_env.reset(seed=10_000 + ep)
-            self.agent.reset()
+            self.eval_agent.reset()
             total, done, trace = 0.0, False, []
             z = None  # the episode's latent as the model filters it (re-encoded without memory)
             while not done:
-                action, stats = self.agent.act(obs, eval=True)
+                action, stats = self.eval_agent.act(obs, eval=True)
                 nxt, reward, terminated, truncated, info = self.eval_env.step(action)
                 obs_t, act_t, nxt_t = self._as_batch(obs, action, nxt)
                 z = self.model.encode(obs_t) if z is None else z
                 scores = self.model.score(obs_t, act_t, nxt_t, z=z)
                 z = self.model.observe(z, act_t, nxt_t)
+                killpoints.reach("eval")
                 trace.append(
                     {
                         "step": len(trace),
@@ -267,6 +332,7 @@ class Trainer:
                     action, stats = self.agent.act(obs)
                     ep_loops.append(stats.loops_mean)
                 nxt, reward, terminated, truncated, _ = self.env.step(action)
+                killpoints.reach("collect")
                 self.replay.add(obs, action, reward, nxt, terminated, self.episode)
                 self.step += 1
                 ep_return += reward
@@ -327,3 +393,27 @@ class Trainer:
         except ReportError as err:  # a run stopped before its first evaluation has no depth data yet
             self.report_path = None
             print(f"no report written: {err}")
+
+
+def _swap_in(new: Path, current: Path) -> None:
+    """Make the folder ``new`` the folder ``current`` (the old one is removed after the rename)."""
+    old = current.with_name(current.name + ".old")
+    if current.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        current.rename(old)
+    new.rename(current)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _truncate_jsonl(path: Path, step: int) -> list[dict]:
+    """Drop the rows logged after env step ``step`` (the part of a killed run its checkpoint
+    does not hold), so a resumed run logs those steps once; returns the rows kept."""
+    if not path.is_file():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in lines]
+    kept = [(line, row) for line, row in zip(lines, rows, strict=True) if row.get("env_step", 0) <= step]
+    if len(kept) != len(lines):
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(f"{line}\n" for line, _ in kept))
+    return [row for _, row in kept]
