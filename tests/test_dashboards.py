@@ -137,3 +137,61 @@ def test_online_without_a_key_falls_back_to_offline(tmp_path, monkeypatch):
     finally:
         logger.close()
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text())["depth/loops_hist"] == [1, 2]
+
+
+class _Broken:
+    """A wandb run whose server stopped answering: every call raises."""
+
+    def log(self, *_args, **_kwargs):
+        raise ConnectionError("server stopped answering")
+
+    def finish(self, *_args, **_kwargs):
+        raise ConnectionError("server stopped answering")
+
+
+def test_wandb_failing_mid_run_falls_back_to_offline_and_loses_no_step(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    from loopwm_rl.logger import Logger
+    from loopwm_rl.runconfig import WandbConfig
+
+    logger = Logger(tmp_path / "run", {"a": 1}, WandbConfig(mode="offline"))
+    try:
+        logger.log({"train/return": 1.0}, 1)
+        first = logger.wandb
+        first.finish()
+        logger.wandb, logger.mode = _Broken(), "online"  # as if an online run lost its server
+        with pytest.warns(RuntimeWarning, match="wandb.log failed mid-run .*server stopped answering"):
+            logger.log({"train/return": 2.0}, 2)
+        assert logger.mode == "offline" and logger.wandb is not None and logger.wandb is not first
+        logger.log({"train/return": 3.0}, 3)
+        logger.wandb = _Broken()  # an offline run that fails too: wandb is given up, the log goes on
+        with pytest.warns(RuntimeWarning, match="mid-run"):
+            logger.log({"train/return": 4.0}, 4)
+        assert logger.wandb is None
+        logger.log({"train/return": 5.0}, 5)
+    finally:
+        logger.close()
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_step"] for r in rows] == [1, 2, 3, 4, 5]
+
+
+def test_a_train_run_whose_wandb_breaks_completes_with_every_step_logged(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    import wandb.sdk.wandb_run as wandb_run
+
+    calls = {"n": 0}
+    real_log = wandb_run.Run.log
+
+    def flaky(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 3:  # the server goes away after three logs
+            raise ConnectionError("server stopped answering")
+        return real_log(self, *args, **kwargs)
+
+    monkeypatch.setattr(wandb_run.Run, "log", flaky)
+    with pytest.warns(RuntimeWarning, match="wandb.log failed mid-run"):
+        run_dir = train_small(tmp_path, "wandb.mode=offline")
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["env_step"] for r in rows) == 200 and any("eval/return_mean" in r for r in rows)
+    assert calls["n"] > 3
