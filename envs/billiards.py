@@ -6,7 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .canvas import Canvas
-from .suite_env import SuiteEnv
+from .suite_env import SuiteEnv, check_param
 
 COLORS = [(220, 60, 60), (40, 90, 200), (230, 170, 30), (120, 60, 160), (40, 160, 120)]
 
@@ -63,11 +63,10 @@ class BilliardsEnv(SuiteEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(render_mode)
-        if not 2 <= n_balls <= len(COLORS):
-            raise ValueError(f"n_balls={n_balls} must lie in [2, {len(COLORS)}]")
-        if not 0 < radius < 0.15:
-            raise ValueError(f"radius={radius} must lie in (0, 0.15)")
-        self.n, self.radius, self.thrust, self.dt = n_balls, radius, thrust, dt
+        self.n = check_param("n_balls", n_balls, 2, len(COLORS), integer=True)
+        self.radius = check_param("radius", radius, 0.0, 0.15, open_low=True, open_high=True)
+        self.thrust = check_param("thrust", thrust, 0.0, 20.0)
+        self.dt = check_param("dt", dt, 0.0, 0.2, open_low=True)
         self.observation_space = spaces.Box(-self.v_max, self.v_max, (4 * n_balls,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.state = np.zeros(4 * n_balls)

@@ -6,7 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .canvas import Canvas
-from .suite_env import SuiteEnv
+from .suite_env import SuiteEnv, check_param
 
 
 class BouncingBallEnv(SuiteEnv):
@@ -68,7 +68,10 @@ class BouncingBallEnv(SuiteEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(render_mode)
-        self.gravity, self.thrust, self.restitution, self.dt = gravity, thrust, restitution, dt
+        self.gravity = check_param("gravity", gravity, 0.0, 20.0)
+        self.thrust = check_param("thrust", thrust, 0.0, 20.0)
+        self.restitution = check_param("restitution", restitution, 0.0, 1.0)
+        self.dt = check_param("dt", dt, 0.0, 0.2, open_low=True)
         v = self.v_max
         self.observation_space = spaces.Box(
             np.array([0, 0, -v, -v], np.float32), np.array([1, 1, v, v], np.float32), dtype=np.float32

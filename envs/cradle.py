@@ -7,7 +7,7 @@ from gymnasium import spaces
 
 from .billiards import COLORS
 from .canvas import Canvas
-from .suite_env import SuiteEnv
+from .suite_env import SuiteEnv, check_param
 
 MAX_EVENTS = 200  # a guard: an exact 1-D chain resolves far fewer per step
 
@@ -68,8 +68,10 @@ class CradleEnv(SuiteEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(render_mode)
-        if not 2 <= n_balls <= len(COLORS):
-            raise ValueError(f"n_balls={n_balls} must lie in [2, {len(COLORS)}]")
+        n_balls = check_param("n_balls", n_balls, 2, len(COLORS), integer=True)
+        radius = check_param("radius", radius, 0.0, 0.5, open_low=True)
+        thrust = check_param("thrust", thrust, 0.0, 20.0)
+        dt = check_param("dt", dt, 0.0, 0.2, open_low=True)
         if not 0 < 2 * radius * n_balls < 1:
             raise ValueError(f"radius={radius}: {n_balls} balls of that size do not fit on the unit track")
         self.n, self.radius, self.thrust, self.dt = n_balls, radius, thrust, dt

@@ -127,8 +127,11 @@ class WorldModelEnv(gym.Env):
                 raise ValueError(f"action {action!r} is not in {self.action_space}")
             act = torch.tensor([int(action)])
         else:
+            action = np.asarray(action, np.float32).reshape(self.action_space.shape)
+            if not np.all(np.isfinite(action)):
+                raise ValueError(f"action {action!r} is not finite")
             act = np.clip(
-                np.asarray(action, np.float32).reshape(self.action_space.shape),
+                action,
                 self.action_space.low,
                 self.action_space.high,
             )

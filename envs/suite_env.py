@@ -12,6 +12,29 @@ from gymnasium import spaces
 from .canvas import Canvas
 
 
+def check_param(
+    name: str, value: Any, low: float, high: float, *, integer: bool = False, open_low: bool = False, open_high=False
+):
+    """A constructor argument of the right type (an int, or a real number; never a bool or a
+    string) inside ``[low, high]`` (either end open with ``open_low``/``open_high``), or a
+    TypeError or ValueError naming it."""
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    if isinstance(value, bool | np.bool_) or not isinstance(value, kinds):
+        kind = "an int" if integer else "a number"
+        raise TypeError(f"{name}={value!r} must be {kind}, not {type(value).__name__}")
+    if (
+        not np.isfinite(value)
+        or value < low
+        or value > high
+        or (open_low and value == low)
+        or (open_high and value == high)
+    ):
+        raise ValueError(
+            f"{name}={value!r} must lie in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        )
+    return int(value) if integer else float(value)
+
+
 class SuiteEnv(gym.Env):
     """Base class. Subclasses set the spaces, ``hard_event`` and ``objects``, and implement
     ``_random_state``, ``_transition(action) -> (reward, terminated, info)`` (info holds

@@ -6,7 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .canvas import Canvas
-from .suite_env import SuiteEnv
+from .suite_env import SuiteEnv, check_param
 
 MOVES = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, -1.0], [-1.0, 0.0], [1.0, 0.0]])
 
@@ -66,14 +66,10 @@ class TeleportEnv(SuiteEnv):
         render_mode: str | None = None,
     ) -> None:
         super().__init__(render_mode)
-        if not 0.0 <= teleport_prob <= 1.0:
-            raise ValueError(f"teleport_prob={teleport_prob} must lie in [0, 1]")
-        self.step_size, self.pad_radius, self.teleport_prob, self.slip = (
-            step_size,
-            pad_radius,
-            teleport_prob,
-            slip,
-        )
+        self.step_size = check_param("step_size", step_size, 0.0, 0.5, open_low=True)
+        self.pad_radius = check_param("pad_radius", pad_radius, 0.0, 0.5, open_low=True)
+        self.teleport_prob = check_param("teleport_prob", teleport_prob, 0.0, 1.0)
+        self.slip = check_param("slip", slip, 0.0, 0.5)
         self.observation_space = spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
         self.action_space = spaces.Discrete(5)
         self.state = np.zeros(2)

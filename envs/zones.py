@@ -6,7 +6,7 @@ import numpy as np
 from gymnasium import spaces
 
 from .canvas import Canvas
-from .suite_env import SuiteEnv
+from .suite_env import SuiteEnv, check_param
 
 # (gravity x, gravity y, friction) of each zone kind
 ZONE_KINDS = np.array(
@@ -72,9 +72,9 @@ class HiddenZonesEnv(SuiteEnv):
 
     def __init__(self, n_zones: int = 4, thrust: float = 3.0, dt: float = 0.05, render_mode: str | None = None):
         super().__init__(render_mode)
-        if not 2 <= n_zones <= 8:
-            raise ValueError(f"n_zones={n_zones} must lie in [2, 8]")
-        self.n_zones, self.thrust, self.dt = n_zones, thrust, dt
+        self.n_zones = check_param("n_zones", n_zones, 2, 8, integer=True)
+        self.thrust = check_param("thrust", thrust, 0.0, 20.0)
+        self.dt = check_param("dt", dt, 0.0, 0.2, open_low=True)
         self.observation_space = spaces.Box(-self.v_max, self.v_max, (6,), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.state = np.zeros(6)
