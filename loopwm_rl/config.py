@@ -209,6 +209,21 @@ class WorldModelConfig:
     from histories of 0 to ``burn_in`` steps. Sequences are ``burn_in + horizon`` long."""
     memory_lr_scale: float = 1.0
     """Learning-rate multiplier of the memory's parameters (the GRU and its token projection)."""
+    decode_every: int = 1
+    """Deferred decoding (LoopWM-DD, ``LOOPWM_SPEC.md`` §3): observation, reward and
+    continuation are supervised only every ``decode_every``-th imagined step of a training
+    sequence and at its last, as the error of the estimate the rollout carried there (drift
+    included); the steps between are tied to the data only through ``w_consistency`` and the
+    contraction hinge. 1: every step is decoded and supervised (per-step decoding)."""
+    decode_curriculum: int = 0
+    """Deferred decoding's horizon curriculum: the decode interval grows by one every this many
+    updates, from 1 to ``decode_every`` (0: ``decode_every`` from the start). The count is not
+    checkpointed: a resumed fit starts the curriculum again."""
+    contraction_budget: float = 0.0
+    """C_max of the contraction hinge ``max(0, sum_k |f_(k+1) - f_k| - H * C_max)`` on the
+    features of a training rollout (0: off)."""
+    w_contraction: float = 1.0
+    """Weight (beta) of the contraction hinge."""
     rho: float = 0.7
     """Weight rho**k of the k-th step of a training sequence."""
     halting: HaltingConfig = dataclasses.field(default_factory=HaltingConfig)
@@ -221,6 +236,12 @@ class WorldModelConfig:
         _choice("model.loop_gradient", self.loop_gradient, LOOP_GRADIENTS)
         _choice("model.loop_conditioning", self.loop_conditioning, LOOP_CONDITIONING)
         _choice("model.memory", self.memory, MEMORIES)
+        if self.decode_every < 1 or self.decode_curriculum < 0 or self.contraction_budget < 0 or self.w_contraction < 0:
+            raise ConfigError(
+                f"model.decode_every={self.decode_every} must be >= 1; model.decode_curriculum="
+                f"{self.decode_curriculum}, model.contraction_budget={self.contraction_budget} and "
+                f"model.w_contraction={self.w_contraction} >= 0"
+            )
         if self.context_dim < 1 or self.burn_in < 0 or self.memory_lr_scale <= 0:
             raise ConfigError(
                 f"model.context_dim={self.context_dim} must be >= 1, model.burn_in={self.burn_in} >= 0 "

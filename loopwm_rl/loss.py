@@ -56,19 +56,26 @@ def sequence_loss(
     target_reward = model.normalize_reward(batch.rewards)  # (H, B)
     target_cont = 1.0 - batch.terminated.float()  # (H, B)
 
+    decoded = _decoded_steps(model, H)  # (H,) bool: the steps the world-model loss supervises
+    inputs = torch.cat([z0[None], rollout.z[:-1]])  # (H, B, S): the latent each step started from
     wm_terms, distill_terms, losses, valids, feats = [], [], [], [], []
     K = rollout.per_loop[0].valid.shape[0]
     loop_w = loop_weights(cfg, K, obs)  # (K,)
     loop_index = torch.arange(1, K + 1, device=obs.device)[:, None]  # (K, 1)
     for k, pl in enumerate(rollout.per_loop):
-        mse_obs = (pl.delta - target_delta[k]).pow(2).mean(-1)  # (K, B)
+        target = target_delta[k]  # (B, O)
+        if cfg.decode_every > 1:  # deferred: land the carried estimate on o_(k+1), drift included
+            drift = (inputs[k, :, : cfg.obs_dim] - model.normalize_obs(obs[k])) * (model.obs_scale / model.delta_scale)
+            target = target - drift
+        mse_obs = (pl.delta - target).pow(2).mean(-1)  # (K, B)
         mse_rew = (pl.reward - target_reward[k]).pow(2)  # (K, B)
         bce = F.binary_cross_entropy_with_logits(
             pl.cont_logit, target_cont[k].expand_as(pl.cont_logit), reduction="none"
         )
         per_loop = cfg.w_obs * mse_obs + cfg.w_reward * mse_rew + cfg.w_cont * bce  # (K, B)
         sup = model.supervised(pl.valid, schedule).float() * loop_w[:, None] * step_w[k]  # (K, B)
-        wm_terms.append((per_loop * sup).sum() / sup.sum().clamp_min(1.0))
+        if decoded[k]:
+            wm_terms.append((per_loop * sup).sum() / sup.sum().clamp_min(1.0))
         if cfg.w_distill > 0:  # the last loop teaches the earlier ones (self-distillation)
             early = sup.ne(0) & (loop_index < schedule.stop_at[None, :])  # (K, B)
             gap = (pl.delta - rollout.delta[k].detach()).pow(2).mean(-1)  # (K, B)
@@ -78,7 +85,7 @@ def sequence_loss(
         valids.append(pl.valid.T)
         feats.append(pl.features.transpose(0, 1))  # (B, K, F)
 
-    wm_loss = torch.stack(wm_terms).sum() / step_w.sum(0).mean().clamp_min(1e-6)
+    wm_loss = torch.stack(wm_terms).sum() / step_w[decoded].sum(0).mean().clamp_min(1e-6)
     with torch.no_grad():
         z_target = model.encoder(model.normalize_obs(obs[1:]))  # (H, B, D)
     features = rollout.z[..., cfg.obs_dim : cfg.obs_dim + cfg.latent_dim]  # (H, B, D)
@@ -91,6 +98,12 @@ def sequence_loss(
         torch.cat(losses)[rows], torch.cat(valids)[rows], torch.cat(feats)[rows]
     )
     total = wm_loss + cfg.w_consistency * consistency + halt_loss
+    contraction = torch.zeros(())
+    if cfg.contraction_budget > 0:  # LoopWM-DD's hinge on how far the features move per rollout
+        path = torch.cat([z0[None], rollout.z])[..., cfg.obs_dim : cfg.obs_dim + cfg.latent_dim]  # (H + 1, B, D)
+        moved = (path[1:] - path[:-1]).norm(dim=-1).sum(0)  # (B,)
+        contraction = F.relu(moved - H * cfg.contraction_budget).mean()
+        total = total + cfg.w_contraction * contraction
     if distill_terms:
         total = total + cfg.w_distill * torch.stack(distill_terms).sum() / step_w.sum(0).mean().clamp_min(1e-6)
 
@@ -100,6 +113,8 @@ def sequence_loss(
             "train/loss": float(total),
             "train/wm_loss": float(wm_loss),
             "train/consistency": float(consistency),
+            "train/contraction_hinge": float(contraction),
+            "train/decoded_steps": float(decoded.sum()),
             "train/halting_loss": float(halt_loss),
             "train/obs_mse": float((final_err * alive).sum() / alive.sum()),
             "train/loops_mean": float(schedule.stop_at.float().mean()),
@@ -107,6 +122,18 @@ def sequence_loss(
             **{k.replace("halting/", "train/halting_"): v for k, v in halt_metrics.items()},
         }
     return total, metrics
+
+
+def _decoded_steps(model: WorldModel, H: int) -> torch.Tensor:
+    """(H,) bool: every ``decode_every``-th step and the last one (all of them for 1). With a
+    curriculum the interval grows by one every ``decode_curriculum`` training calls."""
+    every = model.cfg.decode_every
+    if model.cfg.decode_curriculum > 0:
+        every = min(every, 1 + model.loss_calls // model.cfg.decode_curriculum)
+    if model.training:
+        model.loss_calls += 1
+    k = torch.arange(1, H + 1)
+    return (k % every == 0) | (k == H)
 
 
 def _burn_in(

@@ -77,6 +77,7 @@ class WorldModel(nn.Module):
         )
         self.tokenizer = Tokenizer(cfg)
         self.memory = ContextFilter(cfg) if cfg.memory != "none" else None
+        self.loss_calls = 0  # training losses computed: deferred decoding's curriculum clock
         self.num_tokens = self.tokenizer.num_tokens
         self.prelude = nn.ModuleList(TransformerBlock(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.prelude_layers))
         self.prelude_norm = nn.LayerNorm(d)

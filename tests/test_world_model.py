@@ -449,3 +449,34 @@ def test_a_loop_that_stops_contracting_is_named_with_its_curve():
     z, a = model.encode(torch.randn(16, O)), actions_for(model, 16)
     metrics = check_contraction(model, z, a)  # an untrained model: either way, a ratio is reported
     assert set(metrics) == {"depth/contraction"} and math.isfinite(metrics["depth/contraction"])
+
+
+@pytest.mark.parametrize("every, depends", [(1, True), (2, False)])
+def test_deferred_decoding_supervises_only_the_terminal_observation(every, depends):
+    """With ``decode_every=2`` over two steps only o_2 is a target: the estimate carried through
+    step 1 is judged where it lands, so the world-model loss ignores o_1 (per-step decoding
+    does not)."""
+    model = make(overrides=[f"decode_every={every}", "w_consistency=0"])
+    batch = batch_for(model, H=2)
+    torch.manual_seed(1)
+    a = model.loss(batch)[1]["train/wm_loss"]
+    batch.obs[1] += 3.0
+    torch.manual_seed(1)
+    b = model.loss(batch)[1]["train/wm_loss"]
+    assert (a != pytest.approx(b, rel=1e-5)) is depends, (a, b)
+
+
+def test_deferred_decoding_curriculum_and_contraction_hinge():
+    from loopwm_rl.loss import _decoded_steps
+
+    model = make(overrides=["decode_every=3", "decode_curriculum=2", "contraction_budget=0.01"])
+    model.train()
+    seen = [_decoded_steps(model, 6).tolist() for _ in range(6)]
+    assert seen[0] == [True] * 6  # interval 1 for the first two calls, then 2, then 3
+    assert seen[2] == [False, True, False, True, False, True]
+    assert seen[4] == seen[5] == [False, False, True, False, False, True]
+    loss, metrics = model.loss(batch_for(model, H=6))
+    assert metrics["train/contraction_hinge"] > 0 and metrics["train/decoded_steps"] == 2
+    loss.backward()
+    with pytest.raises(ConfigError, match="decode_every"):
+        make(overrides=["decode_every=0"])
