@@ -212,6 +212,16 @@ def run_one(env_id: str, seed: int, args) -> dict:
     }
     t_test = episode_index(data)[1][test_idx]
     result["by_time"] = {"K=1": by_time(per_k[0], t_test), "K=max": by_time(per_k[-1], t_test)}
+    # the step right after a hard one (same episode): in HiddenZones the first step whose
+    # dynamics are the new zone's, which only a model that has seen that zone can predict
+    after = np.zeros(len(test_idx), dtype=bool)
+    after[1:] = hard[:-1] & ~hard[1:] & (t_test[1:] > 0) & (np.diff(test_idx) == 1)
+    result["after_hard"] = {
+        "fraction": float(after.mean()),
+        "K=1": float(per_k[0][after].mean()) if after.any() else None,
+        "K=max": float(per_k[-1][after].mean()) if after.any() else None,
+        "easy_rest K=max": float(per_k[-1][~hard & ~after].mean()),
+    }
     depth = max(1, round(model.cfg.train_mean_loops))
     result["test_time"] = {
         f"{m}x": split_stats(errors_and_loops(model, data, test_idx, halting="fixed", max_loops=m * depth)[0], hard)
@@ -245,6 +255,8 @@ def run_one(env_id: str, seed: int, args) -> dict:
                 "error": split_stats(err, hard),
                 "error_equal_compute": float(equal_compute_error(per_k_mean, loops.mean())),
                 "error_by_time": by_time(err, t_test),
+                "loops_after_hard": float(loops[after].mean()) if after.any() else None,
+                "error_after_hard": float(err[after].mean()) if after.any() else None,
             }
             if events is not None:
                 buckets = np.minimum(events, 5)
