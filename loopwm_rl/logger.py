@@ -179,6 +179,15 @@ class Logger:
             }
         )
 
+    def log_video(self, path: str | Path, env_step: int) -> None:
+        """An evaluation episode's clip (a GIF: wandb logs it without a video encoder) as
+        ``rollout/video``."""
+        if self.wandb is None:
+            return
+        import wandb
+
+        self._wandb_log({"env_step": int(env_step), "rollout/video": wandb.Video(str(path), format="gif")})
+
     def log_record(self, name: str, record: dict[str, Any]) -> None:
         """Append a structured record (e.g. an episode depth trace) to ``{name}.jsonl``."""
         with (self.run_dir / f"{name}.jsonl").open("a") as handle:

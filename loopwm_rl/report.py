@@ -17,6 +17,7 @@ import yaml
 
 from .atomic import atomic_path
 from .depth import auroc
+from .frames import filmstrip, png_base64
 from .svg import bar_chart, line_chart, scatter
 
 
@@ -70,6 +71,40 @@ def _transitions(run: dict) -> list[dict]:
     """Every scored transition: all evaluation traces, else the offline scores."""
     steps = [s for r in run["rollouts"] for s in r["steps"]]
     return steps or run["scores"]
+
+
+def _filmstrip(run_dir: Path, rollouts: list[dict], k: int = 8) -> str:
+    """The frames of the last evaluation's first episode at its ``k`` steps with the most loops
+    and its ``k`` with the fewest, each captioned with step, loops, error and hard/events; ""
+    when the run recorded no frames for that evaluation."""
+    path = run_dir / "frames" / "last_eval.npz"
+    if not path.is_file() or not rollouts:
+        return ""
+    with np.load(path) as saved:
+        frames, env_step = saved["frames"], int(saved["env_step"])
+    trace = next((r for r in reversed(rollouts) if r["env_step"] == env_step), None)
+    if trace is None or len(trace["steps"]) != len(frames):
+        return ""
+    steps = trace["steps"]
+    top, bottom = filmstrip([s["loops"] for s in steps], k)
+
+    def row(title: str, picks: list[int]) -> str:
+        cells = []
+        for i in picks:
+            s = steps[i]
+            mark = f"hard ({s.get('events', 1)} events)" if s.get("hard") else "easy"
+            caption = f"step {s['step']} · {s['loops']} loops · error {s['pred_error']:.3g} · {mark}"
+            cells.append(
+                f'<figure class="frame{" hard" if s.get("hard") else ""}"><img alt="{html.escape(caption)}" '
+                f'src="data:image/png;base64,{png_base64(frames[i])}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+            )
+        return f'<h3>{html.escape(title)}</h3><div class="strip">{"".join(cells)}</div>'
+
+    return (
+        f"<p>Evaluation at env step {env_step}, first episode: the frame each step started from.</p>"
+        + row(f"The {len(top)} steps with the most loops", top)
+        + row(f"The {len(bottom)} steps with the fewest loops", bottom)
+    )
 
 
 def _error_by_episode_step(steps: list[dict], cfg: dict) -> str:
@@ -173,6 +208,10 @@ def render(run_dir: str | Path) -> str:
             )
         )
 
+    strip = _filmstrip(run_dir, run["rollouts"])
+    if strip:
+        sections.append(("Filmstrip", strip))
+
     if len(loops) and all("step" in s for s in steps):
         sections.append(("Error over the episode", _error_by_episode_step(steps, cfg)))
 
@@ -212,6 +251,10 @@ def render(run_dir: str | Path) -> str:
 <style>
 body {{ font-family: sans-serif; margin: 24px; color: #222; max-width: 1200px; }}
 section {{ margin-bottom: 28px; }} svg {{ margin: 4px 12px 4px 0; background: #fff; }}
+.strip {{ display: flex; flex-wrap: wrap; gap: 6px; }}
+figure.frame {{ margin: 0; width: 132px; font-size: 11px; }}
+figure.frame img {{ width: 128px; border: 2px solid #ccc; }}
+figure.hard img {{ border-color: #d62728; }}
 table {{ border-collapse: collapse; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; }}
 h1 {{ font-size: 20px; }} h2 {{ font-size: 16px; border-bottom: 1px solid #ddd; }}

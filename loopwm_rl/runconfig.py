@@ -65,6 +65,10 @@ class TrainConfig:
     critic_hidden: int = 128
     eval_every: int = 1_000
     eval_episodes: int = 3
+    frames: str = "auto"
+    """Record the frames of each evaluation's first episode (``render_mode="rgb_array"``) for
+    the report's filmstrip and a wandb video: ``auto`` for suite envs (they render in numpy),
+    ``always`` for any env that can render (others are skipped with a warning), ``never``."""
     checkpoint_every: int = 1_000
     threads: int = 0
     """torch threads; 0: one, measured best for these model sizes (:mod:`loopwm_rl.cores`)."""
@@ -170,6 +174,8 @@ class RunConfig:
             raise ConfigError(
                 "train.horizon, train.batch_size and train.max_bad_updates must be >= 1 and train.utd >= 0"
             )
+        if t.frames not in ("auto", "always", "never"):
+            raise ConfigError(f"train.frames={t.frames!r} is not one of ['auto', 'always', 'never']")
         if t.threads < 0 or self.fit.threads < 0:
             raise ConfigError("train.threads and fit.threads must be >= 0 (0: one thread)")
 

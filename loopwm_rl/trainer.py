@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from loopwm_rl.agents import ActorCritic, PlanningAgent
-from loopwm_rl.envs import make_env
+from loopwm_rl.envs import SUITE, make_env
 
 from . import killpoints, run_setup
 from .atomic import atomic_path
@@ -21,6 +23,7 @@ from .calibration import set_halting
 from .checkpoint import CheckpointError, read_checkpoint, world_model_payload
 from .config import HaltingConfig, from_mapping, to_dict
 from .depth import depth_summary
+from .frames import annotate, write_gif
 from .logger import Logger
 from .memory import filter_latents
 from .models import build_world_model
@@ -36,6 +39,23 @@ def env_kwargs(cfg: RunConfig) -> dict:
     return {"max_episode_steps": cfg.env.max_episode_steps} if cfg.env.max_episode_steps > 0 else {}
 
 
+def _eval_env(cfg: RunConfig) -> tuple[gym.Env, bool]:
+    """The evaluation env, rendering ``rgb_array`` frames when ``train.frames`` asks for them
+    and the env can; returns it and whether it renders."""
+    mode = cfg.train.frames
+    if mode == "never" or (mode == "auto" and cfg.env.id not in SUITE):
+        return make_env(cfg.env.id, **env_kwargs(cfg)), False
+    try:
+        env = make_env(cfg.env.id, render_mode="rgb_array", **env_kwargs(cfg))
+        env.reset(seed=0)
+        if not isinstance(env.render(), np.ndarray):
+            raise RuntimeError("render() returned no image")
+        return env, True
+    except Exception as err:  # renderers fail in many ways (no display, no OpenGL, no rgb_array)
+        warnings.warn(f"{cfg.env.id} cannot render frames ({err}); evaluation records none", stacklevel=3)
+        return make_env(cfg.env.id, **env_kwargs(cfg)), False
+
+
 class Trainer:
     """Owns the env, world model, optimiser, critic, planner, replay buffer and logger of a run."""
 
@@ -45,7 +65,7 @@ class Trainer:
         run_setup.start(t.seed, t.threads)
         self.device = torch.device(t.device)
         self.env = make_env(cfg.env.id, **env_kwargs(cfg))
-        self.eval_env = make_env(cfg.env.id, **env_kwargs(cfg))
+        self.eval_env, self.frames = _eval_env(cfg)
         self.env.action_space.seed(t.seed)
         sizes = run_setup.sizes_from_spaces(self.env.observation_space, self.env.action_space)
         model_cfg = run_setup.resolve_model(cfg.model, sizes, self.env)
@@ -253,12 +273,15 @@ class Trainer:
         calibration.update(run_setup.check_contraction(self.model, z, action.to(self.device)))
         returns, loops, hard, errors, residuals, plan = [], [], [], [], [], []
         self.model.eval()
+        frames: list[np.ndarray] = []
         for ep in range(self.cfg.train.eval_episodes):
             obs, _ = self.eval_env.reset(seed=10_000 + ep)
             self.eval_agent.reset()
             total, done, trace = 0.0, False, []
             z = None  # the episode's latent as the model filters it (re-encoded without memory)
             while not done:
+                if self.frames and ep == 0:
+                    frames.append(self.eval_env.render())  # the frame this step starts from
                 action, stats = self.eval_agent.act(obs, eval=True)
                 nxt, reward, terminated, truncated, info = self.eval_env.step(action)
                 obs_t, act_t, nxt_t = self._as_batch(obs, action, nxt)
@@ -285,6 +308,8 @@ class Trainer:
             errors += [r["pred_error"] for r in trace]
             if ep == 0:
                 self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap)
+                if frames:
+                    self._save_frames(frames, trace)
         self.model.train()
         has_hard = any(hard) or "LoopWM/" in self.cfg.env.id
         cap = self.model.cfg.loop_cap
@@ -300,6 +325,19 @@ class Trainer:
         }
         self.last_eval = metrics
         return metrics
+
+    def _save_frames(self, frames: list[np.ndarray], trace: list[dict]) -> None:
+        """The last evaluation's first episode: raw frames for the report's filmstrip
+        (``frames/last_eval.npz``) and, annotated with loops, a GIF for wandb."""
+        folder = self.run_dir / "frames"
+        folder.mkdir(exist_ok=True)
+        with atomic_path(folder / "last_eval.npz", suffix=".npz") as tmp:
+            np.savez_compressed(tmp, frames=np.stack(frames), env_step=self.step)
+        cap = self.model.cfg.loop_cap
+        clip = [annotate(f, s["loops"], cap, s["hard"]) for f, s in zip(frames, trace, strict=True)]
+        with atomic_path(folder / "last_eval.gif", suffix=".gif") as tmp:
+            write_gif(clip, tmp)
+        self.logger.log_video(folder / "last_eval.gif", self.step)
 
     def _as_batch(self, obs, action, next_obs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One real transition as the model's batch of 1: obs (1, O), action (1, A) or (1,), next obs (1, O)."""

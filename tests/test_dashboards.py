@@ -3,6 +3,7 @@
 import json
 import re
 
+import numpy as np
 import pytest
 
 from loopwm_rl.cli import main
@@ -195,3 +196,47 @@ def test_a_train_run_whose_wandb_breaks_completes_with_every_step_logged(tmp_pat
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(r["env_step"] for r in rows) == 200 and any("eval/return_mean" in r for r in rows)
     assert calls["n"] > 3
+
+
+def test_filmstrip_picks_the_most_and_fewest_loop_steps_of_a_hand_made_trace():
+    from loopwm_rl.frames import annotate, filmstrip
+
+    loops = [1, 5, 2, 5, 1, 8, 3, 1, 2, 7]
+    top, bottom = filmstrip(loops, k=3)
+    assert top == [1, 5, 9]  # 8, 7, and the earlier of the two 5s
+    assert bottom == [0, 4, 7]  # the three 1s
+    top, bottom = filmstrip([4, 4, 4], k=2)
+    assert top == [0, 1] and bottom == [2]  # no step in both
+    frame = np.full((32, 40, 3), 255, np.uint8)
+    marked = annotate(frame, loops=2, cap=8, hard=True)
+    assert frame.min() == 255  # the input is left alone
+    assert (marked[-1, 3:10] == (31, 119, 180)).all() and (marked[-1, 11:30] == (225, 225, 225)).all()
+    assert (marked[0, :, 0] == 214).all() and (annotate(frame, 2, 8, hard=False)[0] == 255).all()
+
+
+def test_report_filmstrip_shows_the_recorded_frames(offline_run):
+    text = (offline_run / "report.html").read_text()
+    assert 'id="filmstrip"' in text
+    images = re.findall(r'<img alt="(step \d+ · \d+ loops[^"]*)" src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 16
+    import base64
+    import io
+
+    from PIL import Image
+
+    for _, data in images:  # every image decodes to the env's 128 x 128 frame
+        assert Image.open(io.BytesIO(base64.b64decode(data))).size == (128, 128)
+    trace = json.loads((offline_run / "rollouts.jsonl").read_text().splitlines()[-1])["steps"]
+    most = max(s["loops"] for s in trace)
+    assert f"· {most} loops" in images[0][0] or any(f"· {most} loops" in alt for alt, _ in images[:8])
+    assert (offline_run / "frames" / "last_eval.gif").is_file()
+
+
+def test_pendulum_records_no_frames_by_default(tmp_path):
+    from loopwm_rl.runconfig import load_run_config
+    from loopwm_rl.trainer import Trainer
+
+    trainer = Trainer(load_run_config(["pendulum", "debug"], []), tmp_path, progress=False)
+    assert trainer.frames is False
+    suite = Trainer(load_run_config(["bouncing_ball", "debug"], ["train.frames=never"]), tmp_path, progress=False)
+    assert suite.frames is False
