@@ -3,8 +3,6 @@ critic), evaluate, checkpoint. ``loopwm-rl train`` is a thin wrapper over :class
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -17,11 +15,9 @@ from tqdm import tqdm
 from loopwm_rl.agents import ActorCritic, PlanningAgent
 from loopwm_rl.envs import SUITE, make_env
 
-from . import killpoints, run_setup
+from . import killpoints, resume, run_setup
 from .atomic import atomic_path
-from .calibration import set_halting
-from .checkpoint import CheckpointError, read_checkpoint, world_model_payload
-from .config import HaltingConfig, from_mapping, to_dict
+from .config import to_dict
 from .depth import depth_summary
 from .frames import annotate, write_gif
 from .logger import Logger
@@ -29,10 +25,7 @@ from .memory import filter_latents
 from .models import build_world_model
 from .replay import SequenceReplay
 from .runconfig import RunConfig
-from .rundir import write_config
 from .update import DivergenceGuard, make_optimizer, update
-
-TRAIN_FORMAT = "loopwm-rl/train"
 
 
 def env_kwargs(cfg: RunConfig) -> dict:
@@ -101,108 +94,12 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.pt"
 
     def save(self) -> Path:
-        """The buffer into ``buffer.new``, then model, optimisers, critic, counters, RNG state
-        and the buffer's count and checksum atomically over ``checkpoints/last.pt``, then
-        ``buffer.new`` swapped in, then ``config.yaml`` with the halting threshold in force.
-
-        Killed at any point, the previous checkpoint or the new one is complete, and a buffer
-        whose checksum matches it is on disk (:meth:`load` picks it). A write that fails (a
-        full disk, a read-only folder) raises a CheckpointError naming the path; the previous
-        checkpoint and buffer stay."""
-        payload = world_model_payload(self.model, run_setup.action_meta(self.cfg.env.id, self.env.action_space))
-        payload.update(
-            format=TRAIN_FORMAT,
-            run_config=to_dict(self.cfg),
-            optimizer=self.optimizer.state_dict(),
-            counters={"step": self.step, "episode": self.episode, "updates": self.updates, "wall_s": self.wall_s},
-            rng={
-                "torch": torch.get_rng_state(),
-                "planner": self.agent.generator.get_state(),
-                "eval_planner": self.eval_agent.generator.get_state(),
-            },
-            wandb_id=self.wandb_id or "",
-            buffer={"count": len(self.replay), "checksum": self.replay.checksum()},
-        )
-        if self.critic is not None:
-            payload["critic"] = self.critic.state_dict()
-            payload["critic_opt"] = {
-                "q": self.critic.q_opt.state_dict(),
-                "pi": self.critic.pi_opt.state_dict(),
-            }
-        path = self.checkpoint_path
-        try:
-            self.replay.save(self.run_dir / "buffer.new")
-            killpoints.reach("save:buffer")
-            with atomic_path(path) as tmp:
-                torch.save(payload, tmp)
-                killpoints.reach("save:model")
-            killpoints.reach("save:swap")
-            _swap_in(self.run_dir / "buffer.new", self.run_dir / "buffer")
-            killpoints.reach("save:config")
-            write_config(self.run_dir, self.cfg, halting=self.model.cfg.halting)
-        except OSError as err:
-            raise CheckpointError(
-                f"cannot write the checkpoint of {self.run_dir}: {err.filename or path}: {err.strerror or err}; "
-                "the previous checkpoint and buffer are kept"
-            ) from err
-        return path
+        """Checkpoint the run (:func:`loopwm_rl.resume.save`)."""
+        return resume.save(self)
 
     def load(self) -> None:
-        payload = read_checkpoint(self.checkpoint_path)
-        if payload.get("format") != TRAIN_FORMAT:
-            raise CheckpointError(f"{self.checkpoint_path} is not a training checkpoint")
-        try:
-            self.model.load_state_dict(payload["state_dict"])
-            # the threshold in force when the checkpoint was written (config.yaml may be older)
-            set_halting(
-                self.model, from_mapping(HaltingConfig, payload["model_config"]["halting"], prefix="model.halting.")
-            )
-            self.optimizer.load_state_dict(payload["optimizer"])
-            if self.critic is not None:
-                self.critic.load_state_dict(payload["critic"])
-                self.critic.q_opt.load_state_dict(payload["critic_opt"]["q"])
-                self.critic.pi_opt.load_state_dict(payload["critic_opt"]["pi"])
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"{self.checkpoint_path} does not fit this run's config: {err}") from err
-        counters = payload["counters"]
-        self.step, self.episode, self.updates = counters["step"], counters["episode"], counters["updates"]
-        self.wall_s = float(counters.get("wall_s", 0.0))
-        torch.set_rng_state(payload["rng"]["torch"])
-        self.agent.generator.set_state(payload["rng"]["planner"])
-        if "eval_planner" in payload["rng"]:  # checkpoints before evaluation had its own agent lack it
-            self.eval_agent.generator.set_state(payload["rng"]["eval_planner"])
-        self.wandb_id = payload.get("wandb_id") or None
-        self._load_buffer(payload.get("buffer"))
-        rows = _truncate_jsonl(self.run_dir / "metrics.jsonl", self.step)
-        _truncate_jsonl(self.run_dir / "rollouts.jsonl", self.step)
-        # an evaluation at the checkpoint's own step already ran: the run need not repeat it
-        self.last_eval = next(
-            (r for r in reversed(rows) if r.get("env_step") == self.step and "eval/return_mean" in r), {}
-        )
-        # the env cannot be restored mid-episode: resume starts a fresh episode
-        self.rng = np.random.default_rng(self.cfg.train.seed + self.step)
-        self.env.action_space.seed(self.cfg.train.seed + self.step)
-
-    def _load_buffer(self, record: dict | None) -> None:
-        """The saved buffer whose count and checksum match the checkpoint's ``record``: the
-        swapped-in one, or the new or old one a kill mid-save left (checkpoints made before
-        records existed take ``buffer``)."""
-        t = self.cfg.train
-        for name in ("buffer", "buffer.new", "buffer.old"):
-            folder = self.run_dir / name
-            if not folder.is_dir():
-                continue
-            replay = SequenceReplay(t.buffer_size, self.replay.horizon, t.batch_size, seed=t.seed)
-            replay.load(folder)
-            if record is None or (len(replay) == record["count"] and replay.checksum() == record["checksum"]):
-                self.replay = replay
-                if name != "buffer":
-                    _swap_in(folder, self.run_dir / "buffer")
-                return
-            if record is None:
-                break
-        wanted = "" if record is None else f" matching the checkpoint ({record['count']} transitions)"
-        raise CheckpointError(f"{self.run_dir} has no replay buffer{wanted}: it cannot be restored")
+        """Restore the run from its last complete checkpoint (:func:`loopwm_rl.resume.load`)."""
+        resume.load(self)
 
     # ------------------------------------------------------------------ learning
 
@@ -431,27 +328,3 @@ class Trainer:
         except ReportError as err:  # a run stopped before its first evaluation has no depth data yet
             self.report_path = None
             print(f"no report written: {err}")
-
-
-def _swap_in(new: Path, current: Path) -> None:
-    """Make the folder ``new`` the folder ``current`` (the old one is removed after the rename)."""
-    old = current.with_name(current.name + ".old")
-    if current.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        current.rename(old)
-    new.rename(current)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _truncate_jsonl(path: Path, step: int) -> list[dict]:
-    """Drop the rows logged after env step ``step`` (the part of a killed run its checkpoint
-    does not hold), so a resumed run logs those steps once; returns the rows kept."""
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    rows = [json.loads(line) for line in lines]
-    kept = [(line, row) for line, row in zip(lines, rows, strict=True) if row.get("env_step", 0) <= step]
-    if len(kept) != len(lines):
-        with atomic_path(path) as tmp:
-            tmp.write_text("".join(f"{line}\n" for line, _ in kept))
-    return [row for _, row in kept]
