@@ -149,7 +149,7 @@ def fit_head(model, data, train_mask, halting: HaltingConfig, updates: int, seed
     head.requires_grad_(False)
     head.halting.requires_grad_(True)
     optimizer = torch.optim.AdamW(head.halting.parameters(), lr=1e-3)
-    sampler = SequenceSampler(data, train_mask, 3 + model.cfg.sequence_burn_in)
+    sampler = SequenceSampler(data, train_mask, 3, burn_in=model.cfg.sequence_burn_in)
     head.train()
     for _ in range(updates):
         loss, _ = head.loss(sampler.sample(128, rng))

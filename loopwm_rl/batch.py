@@ -17,12 +17,16 @@ class SequenceBatch:
         rewards: (H, B).
         terminated: (H, B) bool; True where the transition ended the episode. Steps after a
             termination inside a sequence are masked out of the loss.
+        first: optional (B,) int64, the first step of each sequence inside its episode; the
+            steps before it pad a burn-in prefix that reaches back past the episode start
+            (a model with memory starts filtering at ``first`` or later).
     """
 
     obs: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     terminated: torch.Tensor
+    first: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         H1, B = self.obs.shape[:2]
@@ -35,6 +39,8 @@ class SequenceBatch:
                 raise ValueError(f"{name} has leading shape {shape}, expected (H, B) = {(H, B)}")
         if self.rewards.dim() != 2 or self.terminated.dim() != 2:
             raise ValueError("rewards and terminated must be (H, B)")
+        if self.first is not None and tuple(self.first.shape) != (B,):
+            raise ValueError(f"first has shape {tuple(self.first.shape)}, expected (B,) = ({B},)")
 
     @property
     def horizon(self) -> int:
@@ -51,4 +57,5 @@ class SequenceBatch:
         return (1 - before).cumprod(0)
 
     def to(self, device: torch.device | str) -> SequenceBatch:
-        return SequenceBatch(*(getattr(self, f.name).to(device) for f in dataclasses.fields(self)))
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return SequenceBatch(**{k: v if v is None else v.to(device) for k, v in moved.items()})

@@ -206,7 +206,10 @@ class WorldModelConfig:
     burn_in: int = 16
     """Training with memory: transitions before each training sequence that are only filtered
     (no loss); every row restarts its memory at a random point of this prefix, so it learns
-    from histories of 0 to ``burn_in`` steps. Sequences are ``burn_in + horizon`` long."""
+    from histories of 0 to ``burn_in`` steps. Sequences are ``burn_in + horizon`` long.
+    Offline (``fit``) a prefix that reaches back past the episode start is padded, so every
+    step can start a loss window; online, TorchRL's slice sampler keeps whole slices inside
+    an episode, so an episode's first ``burn_in`` steps never start one."""
     memory_lr_scale: float = 1.0
     """Learning-rate multiplier of the memory's parameters (the GRU and its token projection)."""
     decode_every: int = 1

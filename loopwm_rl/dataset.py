@@ -167,7 +167,12 @@ def split_episodes(data: dict, val_fraction: float, seed: int) -> tuple[np.ndarr
 
 class SequenceSampler:
     """Random windows of ``horizon`` transitions that stay inside one episode; windows that
-    start on a ``hard`` transition are drawn ``hard_weight`` times as often as the others."""
+    start on a ``hard`` transition are drawn ``hard_weight`` times as often as the others.
+
+    With ``burn_in`` (a model with memory), each window also carries the ``burn_in``
+    transitions before it; where the episode started later, the prefix is padded with the
+    episode's first transition and ``SequenceBatch.first`` marks where the episode begins, so
+    every step of every episode can start a window."""
 
     def __init__(
         self,
@@ -177,8 +182,9 @@ class SequenceSampler:
         device: str | torch.device = "cpu",
         *,
         hard_weight: float = 1.0,
+        burn_in: int = 0,
     ) -> None:
-        episode, _t = episode_index(data)
+        episode, t_in_episode = episode_index(data)
         ends = data["terminations"] | data["truncations"]
         # remaining transitions in the episode from each index, including itself
         left = np.zeros(len(episode), dtype=np.int64)
@@ -190,7 +196,8 @@ class SequenceSampler:
         valid = valid[np.all(mask[valid[:, None] + np.arange(horizon)], axis=1)] if len(valid) else valid
         if len(valid) == 0:
             raise DatasetError(f"no episode segment of {horizon} transitions to train on; lower the horizon")
-        self.starts, self.horizon = valid, horizon
+        self.starts, self.horizon, self.burn_in = valid, horizon, burn_in
+        self.episode_start = torch.as_tensor(np.arange(len(episode)) - t_in_episode)  # (N,)
         self.p = None
         if hard_weight != 1.0:
             if "hard" not in data:
@@ -208,7 +215,13 @@ class SequenceSampler:
     def sample(self, batch: int, rng: np.random.Generator) -> SequenceBatch:
         n = len(self.starts)
         pick = rng.integers(n, size=batch) if self.p is None else rng.choice(n, batch, p=self.p)
-        start = self.starts[pick]
-        idx = torch.as_tensor(start[None, :] + np.arange(self.horizon)[:, None])  # (H, B)
-        obs = torch.cat([self.obs[idx[:1]], self.next_obs[idx]], 0)  # (H + 1, B, O)
-        return SequenceBatch(obs, self.actions[idx], self.rewards[idx], self.term[idx])
+        start = torch.as_tensor(self.starts[pick])  # (B,)
+        n = self.burn_in
+        idx = start[None, :] + torch.arange(-n, self.horizon)[:, None]  # (n + H, B)
+        first = (self.episode_start[start] - (start - n)).clamp_min(0)  # (B,): padded steps
+        idx = torch.maximum(idx, self.episode_start[start][None, :])  # padding repeats the first step
+        obs = torch.cat([self.obs[idx], self.next_obs[idx[-1:]]], 0)  # (n + H + 1, B, O)
+        batch = SequenceBatch(obs, self.actions[idx], self.rewards[idx], self.term[idx])
+        if n:
+            batch.first = first
+        return batch

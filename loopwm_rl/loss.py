@@ -150,8 +150,11 @@ def _burn_in(
             f"for burn_in={n} (samplers add model.burn_in to the horizon)"
         )
     B = batch.batch_size
-    # row b's memory starts at step restart[b] of the prefix (n: no history at all)
-    restart = torch.randint(0, n + 1, (B,), generator=generator).to(batch.obs.device)  # (B,)
+    # row b's memory starts at step restart[b] of the prefix (n: no history at all), never on
+    # the padding before its episode's start
+    first = torch.zeros(B, dtype=torch.long) if batch.first is None else batch.first.cpu()
+    restart = first + (torch.rand(B, generator=generator) * (n + 1 - first)).long()  # (B,) in [first, n]
+    restart = restart.to(batch.obs.device)
     z = model.encode(batch.obs[0])
     for t in range(1, n + 1):
         z = torch.where(

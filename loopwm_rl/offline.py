@@ -94,7 +94,9 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
         torch.as_tensor(data["rewards"][idx]),
     )
     # a model with memory filters a burn-in prefix before each training sequence
-    sampler = SequenceSampler(data, train_mask, f.horizon + model.cfg.sequence_burn_in, hard_weight=f.hard_weight)
+    sampler = SequenceSampler(
+        data, train_mask, f.horizon, hard_weight=f.hard_weight, burn_in=model.cfg.sequence_burn_in
+    )
     optimizer = make_optimizer(model, lr=f.lr)
     logger = Logger(out_dir, to_dict(cfg), cfg.wandb)
     val_idx = np.flatnonzero(val_mask) if val_mask.any() else idx[:2048]

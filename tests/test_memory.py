@@ -165,3 +165,30 @@ def test_a_filtered_model_infers_a_hidden_per_episode_parameter():
     # measured: 1.17 without memory, 0.03 with it (seed 0)
     assert errors["none"] > 0.5, errors
     assert errors["context"] < 0.3 * errors["none"], errors
+
+
+def test_the_dataset_sampler_pads_the_burn_in_before_an_episode_start():
+    """Windows may start at any step of an episode: the burn-in prefix before the episode's
+    first step repeats it, and ``first`` marks where the episode begins."""
+    from loopwm_rl.dataset import SequenceSampler
+
+    N = 11  # two episodes: rows 0-4 and 5-10; each observation is its row index
+    obs = np.arange(N, dtype=np.float32)[:, None]
+    ends = np.zeros(N, bool)
+    ends[[4, 10]] = True
+    data = {
+        "observations": obs,
+        "next_observations": obs + 1,
+        "actions": np.zeros((N, 1), np.float32),
+        "rewards": np.zeros(N, np.float32),
+        "terminations": np.zeros(N, bool),
+        "truncations": ends,
+    }
+    batch = SequenceSampler(data, np.ones(N, bool), 2, burn_in=3).sample(64, np.random.default_rng(0))
+    assert batch.obs.shape == (6, 64, 1) and batch.first.shape == (64,)
+    for b in range(64):
+        seq, first = batch.obs[:, b, 0].tolist(), int(batch.first[b])
+        assert all(x == seq[first] for x in seq[:first])  # padding repeats the episode's first step
+        assert seq[first:] == list(range(int(seq[first]), int(seq[first]) + 6 - first))  # then consecutive rows
+        assert seq[first] in (0.0, 5.0) or first == 0  # a padded row starts at an episode start
+    assert set(batch.first.tolist()) >= {0, 3}  # windows at the episode start and deep inside
