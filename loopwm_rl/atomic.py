@@ -1,9 +1,10 @@
-"""Atomic file writes: write a temporary file beside the target, then rename it over the
+"""Atomic file and folder writes: write a temporary beside the target, then rename it over the
 target, so a crash never leaves a half-written file where a good one was."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,3 +28,16 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def replace_dir(new: str | Path, current: str | Path) -> None:
+    """Make the folder ``new`` the folder ``current``: the old one is renamed to ``current.old``
+    first and removed only after the rename, so a crash leaves a complete folder under one of
+    the three names."""
+    new, current = Path(new), Path(current)
+    old = current.with_name(current.name + ".old")
+    if current.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        current.rename(old)
+    new.rename(current)
+    shutil.rmtree(old, ignore_errors=True)

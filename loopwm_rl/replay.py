@@ -13,6 +13,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, SliceSampler, TensorDictReplayBuffer
 
+from .atomic import replace_dir
 from .batch import SequenceBatch
 from .checkpoint import CheckpointError
 
@@ -85,12 +86,7 @@ class SequenceReplay:
         self.buffer.dumps(tmp)
         # TorchRL pickles its prefetch queue; we never prefetch, and a resume must not unpickle
         (tmp / "prefetch.pkl").unlink(missing_ok=True)
-        old = path.with_name(path.name + ".old")
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, path)
 
     def load(self, path: str | Path) -> None:
         path = Path(path)

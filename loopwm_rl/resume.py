@@ -11,7 +11,6 @@ and drops the log rows written after it.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 from . import killpoints, run_setup
-from .atomic import atomic_path
+from .atomic import atomic_path, replace_dir
 from .calibration import set_halting
 from .checkpoint import CheckpointError, read_checkpoint, world_model_payload
 from .config import HaltingConfig, from_mapping, to_dict
@@ -74,7 +73,7 @@ def save(trainer: Trainer) -> Path:
             torch.save(payload, tmp)
             killpoints.reach("save:model")
         killpoints.reach("save:swap")
-        _swap_in(trainer.run_dir / "buffer.new", trainer.run_dir / "buffer")
+        replace_dir(trainer.run_dir / "buffer.new", trainer.run_dir / "buffer")
         killpoints.reach("save:config")
         write_config(trainer.run_dir, trainer.cfg, halting=trainer.model.cfg.halting)
     except OSError as err:
@@ -136,22 +135,12 @@ def _load_buffer(trainer: Trainer, record: dict | None) -> None:
         if record is None or (len(replay) == record["count"] and replay.checksum() == record["checksum"]):
             trainer.replay = replay
             if name != "buffer":
-                _swap_in(folder, trainer.run_dir / "buffer")
+                replace_dir(folder, trainer.run_dir / "buffer")
             return
         if record is None:
             break
     wanted = "" if record is None else f" matching the checkpoint ({record['count']} transitions)"
     raise CheckpointError(f"{trainer.run_dir} has no replay buffer{wanted}: it cannot be restored")
-
-
-def _swap_in(new: Path, current: Path) -> None:
-    """Make the folder ``new`` the folder ``current`` (the old one is removed after the rename)."""
-    old = current.with_name(current.name + ".old")
-    if current.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        current.rename(old)
-    new.rename(current)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _truncate_jsonl(path: Path, step: int) -> list[dict]:
