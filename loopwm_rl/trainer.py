@@ -110,7 +110,6 @@ class Trainer:
     def _update(self) -> dict[str, float]:
         batch = self.replay.sample().to(self.device)
         metrics = update(self.model, self.optimizer, batch, grad_clip=self.cfg.train.grad_clip)
-        self.guard.check(metrics)
         killpoints.reach("wm_update")
         if self.critic is not None and not metrics["guard/skipped"]:
             n = self.model.cfg.sequence_burn_in  # the critic learns on the step after the burn-in
@@ -129,8 +128,10 @@ class Trainer:
                     self.cfg.planner.gamma,
                 )
             )
-            self.guard.check(metrics)
             killpoints.reach("critic_update")
+        # once per update, on the world model's and the critic's metrics together: a good
+        # world-model step must not reset the count of a critic that keeps diverging
+        self.guard.check(metrics)
         self.updates += 1
         return metrics
 

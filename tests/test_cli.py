@@ -346,3 +346,17 @@ def test_a_diverging_run_stops_with_a_clear_error_and_keeps_its_last_checkpoint(
     from loopwm_rl.checkpoint import read_checkpoint
 
     assert read_checkpoint(only_run(runs) / "checkpoints" / "last.pt")["counters"]["step"] == 50
+
+
+def test_a_critic_that_keeps_diverging_stops_the_run(tmp_path, capsys, monkeypatch):
+    """World-model updates stay fine while every critic update is non-finite: the run still
+    ends after ``max_bad_updates`` updates in a row, naming the critic."""
+    from loopwm_rl.agents import ActorCritic
+
+    def broken(self, *args, **kwargs):
+        return {"train/q_loss": float("nan"), "guard/skipped": 1.0, "guard/bad": "critic: train/q_loss"}
+
+    monkeypatch.setattr(ActorCritic, "update", broken)
+    argv = ["train", "pendulum", "debug", f"train.runs_dir={tmp_path}", "train.max_bad_updates=3", "--quiet"]
+    assert run(*argv) == 2
+    assert "3 updates in a row were non-finite (last: critic: train/q_loss)" in capsys.readouterr().err
