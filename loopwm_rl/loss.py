@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .batch import SequenceBatch
+from .memory import filter_prefix
 
 if TYPE_CHECKING:
     from .world_model import WorldModel
@@ -154,11 +155,6 @@ def _burn_in(
     # the padding before its episode's start
     first = torch.zeros(B, dtype=torch.long) if batch.first is None else batch.first.cpu()
     restart = first + (torch.rand(B, generator=generator) * (n + 1 - first)).long()  # (B,) in [first, n]
-    restart = restart.to(batch.obs.device)
-    z = model.encode(batch.obs[0])
-    for t in range(1, n + 1):
-        z = torch.where(
-            (restart == t)[:, None], model.encode(batch.obs[t]), model.observe(z, batch.actions[t - 1], batch.obs[t])
-        )
+    z = filter_prefix(model, batch.obs, batch.actions, n, restart.to(batch.obs.device))
     rest = SequenceBatch(batch.obs[n:], batch.actions[n:], batch.rewards[n:], batch.terminated[n:])
     return z, rest

@@ -57,6 +57,23 @@ class ContextFilter(nn.Module):
         return self.to_tokens(c)[:, None]
 
 
+def filter_prefix(
+    model, obs: torch.Tensor, actions: torch.Tensor, steps: int, restart: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The latent (B, S) after the first ``steps`` transitions of time-major sequences (obs
+    (T + 1, B, O), actions (T, B, ...)): ``encode(obs[0])``, then ``observe`` step by step.
+    Rows whose ``restart`` (B,) equals t start afresh at step t: their context is emptied, which
+    is what ``encode(obs[t])`` would give (``observe`` encodes ``obs[t]`` anyway)."""
+    z = model.encode(obs[0])
+    C = model.cfg.memory_dim
+    for t in range(1, steps + 1):
+        z = model.observe(z, actions[t - 1], obs[t])
+        if restart is not None and C:
+            context = torch.where((restart == t)[:, None], torch.zeros_like(z[:, -C:]), z[:, -C:])  # (B, C)
+            z = torch.cat([z[:, :-C], context], -1)
+    return z
+
+
 @torch.no_grad()
 def filter_latents(model, obs: torch.Tensor, actions: torch.Tensor, episode: np.ndarray) -> torch.Tensor:
     """The latent before each of N time-ordered transitions (N, state_dim): ``encode`` where a

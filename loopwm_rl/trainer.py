@@ -21,7 +21,7 @@ from .config import to_dict
 from .depth import depth_summary
 from .frames import annotate, write_gif
 from .logger import Logger
-from .memory import filter_latents
+from .memory import filter_latents, filter_prefix
 from .models import build_world_model
 from .replay import SequenceReplay
 from .runconfig import RunConfig
@@ -114,9 +114,7 @@ class Trainer:
         if self.critic is not None and not metrics["guard/skipped"]:
             n = self.model.cfg.sequence_burn_in  # the critic learns on the step after the burn-in
             with torch.no_grad():
-                z = self.model.encode(batch.obs[0])
-                for k in range(n):
-                    z = self.model.observe(z, batch.actions[k], batch.obs[k + 1])
+                z = filter_prefix(self.model, batch.obs, batch.actions, n)
                 z_next = self.model.observe(z, batch.actions[n], batch.obs[n + 1])
             metrics.update(
                 self.critic.update(
