@@ -114,8 +114,8 @@ def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> 
         if budget is not None:
             model.eval()
             obs, act = (torch.as_tensor(data[k][val_idx]) for k in ("observations", "actions"))
-            episode = episode_index(data)[0][val_idx]
-            metrics = {**metrics, **run_setup.calibrate_to_budget(model, obs, act, budget, episode)}
+            z = episode_latents(model, data, val_idx)
+            metrics = {**metrics, **run_setup.calibrate_to_budget(model, obs, act, budget, z)}
             metrics = {**metrics, **validate(model, data, val_idx)}
             logger.log(metrics, f.updates)
             write_config(out_dir, cfg, halting=model.cfg.halting)

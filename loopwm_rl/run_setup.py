@@ -17,7 +17,6 @@ from . import cores
 from .calibration import calibrate, set_halting, threshold_field
 from .config import WorldModelConfig
 from .depth import contraction_warning
-from .memory import filter_latents
 from .world_model import WorldModel
 
 
@@ -102,16 +101,11 @@ def check_contraction(model: WorldModel, z: torch.Tensor, actions: torch.Tensor)
 
 
 def calibrate_to_budget(
-    model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, budget: float, episode: np.ndarray | None = None
+    model: WorldModel, obs: torch.Tensor, actions: torch.Tensor, budget: float, z: torch.Tensor | None = None
 ) -> dict[str, float]:
     """Set the model's halting threshold so that mean loops on (obs, actions) are
     ``budget * loop_cap``; returns the ``depth/threshold`` and ``depth/calibrated_loops_mean`` it logs.
-    With ``episode`` ids (time-ordered rows), a model with memory is filtered along them."""
-    z = None
-    if episode is not None and model.cfg.memory != "none":
-        was_training = model.training
-        z = filter_latents(model.eval(), obs, actions, episode)
-        model.train(was_training)
+    ``z`` (N, S): the latents to step from (a model with memory passes its filtered ones)."""
     calibrated, loops = calibrate(model, obs, actions, budget, z=z)
     set_halting(model, calibrated)
     field, _ = threshold_field(calibrated)

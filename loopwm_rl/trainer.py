@@ -133,16 +133,21 @@ class Trainer:
         self.updates += 1
         return metrics
 
-    def _calibrate_halting(self) -> dict[str, float]:
+    def _recent(self, n: int = 2048) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The last ``n`` replayed transitions: observations, actions and the latents filtered
+        along their episodes (the first one's history starts inside the window)."""
+        obs, action, episode = self.replay.latest(n)
+        obs, action = obs.to(self.device), action.to(self.device)
+        return obs, action, filter_latents(self.model, obs, action, episode)
+
+    def _calibrate_halting(self, recent: tuple[torch.Tensor, ...] | None = None) -> dict[str, float]:
         """Reset the halting threshold to ``halting.budget`` on the latest replayed transitions
         (the model changes as it trains, and so do the thresholds that meet a budget)."""
         halting = self.model.cfg.halting
         if halting.budget is None or halting.rule == "fixed":
             return {}
-        obs, action, episode = self.replay.latest(2048)
-        return run_setup.calibrate_to_budget(
-            self.model, obs.to(self.device), action.to(self.device), halting.budget, episode
-        )
+        obs, action, z = recent if recent is not None else self._recent()
+        return run_setup.calibrate_to_budget(self.model, obs, action, halting.budget, z)
 
     def _seed_phase_done(self) -> dict[str, float]:
         self._set_normalization()
@@ -163,10 +168,10 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Episodes with the evaluation action; also scores the model's one-step depth on
         every real transition (loops, prediction error, hard label)."""
-        calibration = self._calibrate_halting()
-        obs, action, episode = self.replay.latest(512)
-        z = filter_latents(self.model.eval(), obs.to(self.device), action.to(self.device), episode)
-        calibration.update(run_setup.check_contraction(self.model, z, action.to(self.device)))
+        recent = self._recent()  # one filtered pass serves the threshold and the contraction check
+        calibration = self._calibrate_halting(recent)
+        _, action, z = recent
+        calibration.update(run_setup.check_contraction(self.model, z[-512:], action[-512:]))
         returns, loops, hard, errors, residuals, plan = [], [], [], [], [], []
         self.model.eval()
         frames: list[np.ndarray] = []
