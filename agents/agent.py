@@ -81,8 +81,7 @@ class PlanningAgent:
         """Call at the start of every episode: forgets the warm-start plan and the episode's
         latent (the next ``act`` encodes its observation afresh)."""
         self.trajectory.reset()
-        self._z: torch.Tensor | None = None
-        self._action: torch.Tensor | None = None
+        self._z = self._action = None
 
     def _latent(self, obs_t: torch.Tensor) -> torch.Tensor:
         """The latent of the current observation (1, S): ``encode`` at an episode's first act,
