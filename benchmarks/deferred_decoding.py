@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from depth_vs_difficulty import fit_config, held_out_split  # one split and one fit for every benchmark
+from depth_vs_difficulty import fit_config, held_out_split, run_once  # one split, fit and grid for every benchmark
 
 from loopwm_rl.config import load_model_config
 from loopwm_rl.dataset import collect, episode_index
@@ -152,12 +152,11 @@ def main() -> None:
         for seed in args.seeds:
             for variant in args.variants:
                 path = RESULTS / f"{env_id.replace('/', '-')}__{variant}__s{seed}.json"
-                if path.exists():
-                    print(f"skip {path.name} (exists)")
-                    continue
-                result = run_one(env_id, variant, seed, args)
-                path.write_text(json.dumps(result, indent=1))
-                print(f"{path.name}: one-step {result['one_step']:.4f}, open-loop {np.mean(result['open_loop']):.4f}")
+                result = run_once(path, lambda: run_one(env_id, variant, seed, args))  # noqa: B023 - called at once
+                if result is not None:
+                    print(
+                        f"{path.name}: one-step {result['one_step']:.4f}, open-loop {np.mean(result['open_loop']):.4f}"
+                    )
     summarize(list(RESULTS.glob("*.json")))
 
 

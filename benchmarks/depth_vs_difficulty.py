@@ -38,6 +38,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -278,6 +279,17 @@ def run_one(env_id: str, seed: int, args) -> dict:
     return result
 
 
+def run_once(path: Path, produce: Callable[[], dict], force: bool = False) -> dict | None:
+    """``produce()`` written to ``path`` as JSON, unless ``path`` exists (then None, unless
+    ``force``): every benchmark grid fills in over several runs, one result file per cell."""
+    if path.exists() and not force:
+        print(f"skip {path.name}: exists", flush=True)
+        return None
+    result = produce()
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
 def result_path(env_id: str, name: str, seed: int) -> Path:
     return RESULTS / f"{env_id.replace('/', '-')}__{name}__s{seed}.json"
 
@@ -377,12 +389,9 @@ def main() -> None:
     for env_id in args.envs:
         for seed in args.seeds:
             path = result_path(env_id, args.name, seed)
-            if path.exists() and not args.force:
-                print(f"skip {path.name}: exists", flush=True)
-                continue
-            result = run_one(env_id, seed, args)
-            path.write_text(json.dumps(result, indent=1))
-            print(f"{path.name}: {result['wall_s']:.0f} s", flush=True)
+            result = run_once(path, lambda: run_one(env_id, seed, args), args.force)  # noqa: B023 - called at once
+            if result is not None:
+                print(f"{path.name}: {result['wall_s']:.0f} s", flush=True)
             summarize([path])
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from depth_vs_difficulty import fit_config, held_out_split, split_stats  # one split, fit and statistic
+from depth_vs_difficulty import fit_config, held_out_split, run_once, split_stats  # one split, fit and statistic
 
 from loopwm_rl.calibration import calibrate
 from loopwm_rl.config import load_model_config
@@ -247,11 +247,9 @@ def main() -> None:
             for size in args.sizes:
                 for variant in variants:
                     path = result_path(env_id, size, variant + args.suffix, seed)
-                    if path.exists() and not args.force:
-                        print(f"skip {path.name}: exists", flush=True)
+                    result = run_once(path, lambda: run_one(env_id, size, variant, seed, args), args.force)  # noqa: B023
+                    if result is None:
                         continue
-                    result = run_one(env_id, size, variant, seed, args)
-                    path.write_text(json.dumps(result, indent=1))
                     print(f"{path.name}: fit {result['fit_wall_s']:.0f} s", flush=True)
                     summarize([p for p in RESULTS.glob("*.json") if p.name.startswith(path.name.split("__")[0])])
 
