@@ -23,6 +23,10 @@ class PlannerConfig:
     elites: int = 32
     """Top candidates that update the sampling distribution."""
     iterations: int = 4
+    warm_iterations: int = 0
+    """Iterations when the plan is warm-started from the previous step's (every step of an
+    episode but the first); 0: ``iterations``. The shifted plan starts near the optimum, so
+    fewer refinements are needed there (BENCHMARKS.md, "Where the time goes")."""
     temperature: float = 0.5
     """MPPI inverse temperature tau in the weights exp(tau * (v - v_max))."""
     min_std: float = 0.05
@@ -48,8 +52,10 @@ class PlannerConfig:
             raise ConfigError(f"planner.method={self.method!r} is not one of {list(METHODS)}")
         if self.horizon < 1:
             raise ConfigError(f"planner.horizon={self.horizon} must be >= 1")
-        if self.iterations < 1:
-            raise ConfigError(f"planner.iterations={self.iterations} must be >= 1")
+        if self.iterations < 1 or self.warm_iterations < 0:
+            raise ConfigError(
+                f"planner.iterations={self.iterations} must be >= 1 and warm_iterations={self.warm_iterations} >= 0"
+            )
         if self.samples < 2:
             raise ConfigError(f"planner.samples={self.samples} must be >= 2")
         if not 1 <= self.elites <= self.samples:

@@ -59,12 +59,13 @@ class GaussianOptimizer:
         std: torch.Tensor,
         generator: torch.Generator | None = None,
         prior: Callable[[], torch.Tensor] | None = None,
+        iterations: int | None = None,
     ) -> Solution:
         cfg = self.cfg
         H, A = mean.shape
         n_prior = cfg.prior_samples if prior is not None else 0
         n_gauss = cfg.samples - n_prior
-        for _ in range(cfg.iterations):
+        for _ in range(iterations or cfg.iterations):
             noise = torch.randn(H, n_gauss, A, generator=generator, device=mean.device)
             actions = (mean[:, None] + std[:, None] * noise).clamp(self.low, self.high)  # (H, N, A)
             if n_prior:
@@ -99,10 +100,11 @@ class CategoricalCEM:
         probs: torch.Tensor,
         generator: torch.Generator | None = None,
         prior: Callable[[], torch.Tensor] | None = None,
+        iterations: int | None = None,
     ) -> Solution:
         cfg = self.cfg
         H = probs.shape[0]
-        for _ in range(cfg.iterations):
+        for _ in range(iterations or cfg.iterations):
             actions = torch.multinomial(probs, cfg.samples, replacement=True, generator=generator)  # (H, N)
             values = _nan_last(objective(actions))
             elite_values, idx = values.topk(cfg.elites)

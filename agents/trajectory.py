@@ -47,11 +47,12 @@ class TrajectoryOptimizer:
 
     def plan(self, objective: Objective, generator: torch.Generator | None = None, prior=None) -> Solution:
         start = self.initial()
+        iterations = self.cfg.warm_iterations if self.prev is not None and self.cfg.warm_iterations else None
         if self.discrete:
-            sol = self.optimizer.optimize(objective, start, generator, prior)
+            sol = self.optimizer.optimize(objective, start, generator, prior, iterations)
         else:
             std = torch.full_like(start, self.cfg.max_std)
-            sol = self.optimizer.optimize(objective, start, std, generator, prior)
+            sol = self.optimizer.optimize(objective, start, std, generator, prior, iterations)
         if not bool(torch.isfinite(sol.values).any()):
             # nothing usable was imagined: keep acting on the previous plan
             sol.mean = start

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from .billiards import BilliardsEnv
 from .bouncing_ball import BouncingBallEnv
 from .cradle import CradleEnv
+from .repeat import ActionRepeat
 from .teleport import TeleportEnv
 from .zones import HiddenZonesEnv
 
@@ -31,10 +32,11 @@ class EnvError(ValueError):
     """An environment cannot be made; the message says why and what would work."""
 
 
-def make_env(env_id: str, *, render_mode: str | None = None, **kwargs) -> gym.Env:
+def make_env(env_id: str, *, render_mode: str | None = None, action_repeat: int = 1, **kwargs) -> gym.Env:
     """Make a suite env or a standard task with the wrappers the agents need.
 
-    Continuous actions are rescaled to ``[-1, 1]`` and observations cast to float32.
+    Continuous actions are rescaled to ``[-1, 1]`` and observations cast to float32. With
+    ``action_repeat`` > 1 each action is applied that many env steps (:class:`ActionRepeat`).
 
     Raises:
         EnvError: unknown id (with close matches), MuJoCo task without the ``mujoco`` extra,
@@ -60,6 +62,8 @@ def make_env(env_id: str, *, render_mode: str | None = None, **kwargs) -> gym.En
         env = gym.wrappers.RescaleAction(env, -ones, ones)
     if isinstance(env.observation_space, spaces.Box) and env.observation_space.dtype != np.float32:
         env = gym.wrappers.DtypeObservation(env, np.float32)
+    if action_repeat != 1:
+        env = ActionRepeat(env, action_repeat)
     return env
 
 

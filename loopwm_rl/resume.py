@@ -50,6 +50,7 @@ def save(trainer: Trainer) -> Path:
             "episode": trainer.episode,
             "updates": trainer.updates,
             "wall_s": trainer.wall_s,
+            "eval_wall_s": trainer.eval_wall_s,
         },
         rng={
             "torch": torch.get_rng_state(),
@@ -104,6 +105,7 @@ def load(trainer: Trainer) -> None:
     counters = payload["counters"]
     trainer.step, trainer.episode, trainer.updates = counters["step"], counters["episode"], counters["updates"]
     trainer.wall_s = float(counters.get("wall_s", 0.0))
+    trainer.eval_wall_s = float(counters.get("eval_wall_s", 0.0))
     torch.set_rng_state(payload["rng"]["torch"])
     trainer.agent.generator.set_state(payload["rng"]["planner"])
     if "eval_planner" in payload["rng"]:  # checkpoints before evaluation had its own agent lack it

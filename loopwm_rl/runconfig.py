@@ -38,6 +38,9 @@ class EnvConfig:
     """A Gymnasium id (``loopwm-rl envs`` lists the suite)."""
     max_episode_steps: int = 0
     """Overrides the registered episode length when > 0."""
+    action_repeat: int = 1
+    """Env steps per agent decision (rewards summed). Step budgets, evaluation and checkpoint
+    intervals still count env steps."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +53,8 @@ class TrainConfig:
     pretrain_updates: int = 500
     """World-model updates on the seed data before planning starts."""
     utd: float = 1.0
-    """World-model updates per env step after the seed phase."""
+    """World-model updates per agent decision after the seed phase (per env step without
+    ``env.action_repeat``)."""
     batch_size: int = 64
     horizon: int = 3
     """Transitions per training sequence."""
@@ -64,6 +68,9 @@ class TrainConfig:
     """Learn a latent actor-critic for the planner's terminal value."""
     critic_hidden: int = 128
     eval_every: int = 1_000
+    eval_at: tuple[int, ...] = ()
+    """Env steps to evaluate at instead of every ``eval_every`` (a benchmark's budget points,
+    e.g. ``train.eval_at=1000,2000,5000``)."""
     eval_episodes: int = 3
     frames: str = "auto"
     """Record the frames of each evaluation's first episode (``render_mode="rgb_array"``) for
@@ -174,6 +181,8 @@ class RunConfig:
             raise ConfigError(
                 "train.horizon, train.batch_size and train.max_bad_updates must be >= 1 and train.utd >= 0"
             )
+        if self.env.action_repeat < 1:
+            raise ConfigError(f"env.action_repeat={self.env.action_repeat} must be >= 1")
         if t.frames not in ("auto", "always", "never"):
             raise ConfigError(f"train.frames={t.frames!r} is not one of ['auto', 'always', 'never']")
         if t.threads < 0 or self.fit.threads < 0:

@@ -29,7 +29,8 @@ from .update import DivergenceGuard, make_optimizer, update
 
 
 def env_kwargs(cfg: RunConfig) -> dict:
-    return {"max_episode_steps": cfg.env.max_episode_steps} if cfg.env.max_episode_steps > 0 else {}
+    kwargs = {"max_episode_steps": cfg.env.max_episode_steps} if cfg.env.max_episode_steps > 0 else {}
+    return {**kwargs, "action_repeat": cfg.env.action_repeat} if cfg.env.action_repeat != 1 else kwargs
 
 
 def _eval_env(cfg: RunConfig) -> tuple[gym.Env, bool]:
@@ -84,6 +85,7 @@ class Trainer:
         self.step = self.episode = self.updates = 0
         self._update_credit = 0.0
         self.wall_s = 0.0  # training wall time, carried across resumes
+        self.eval_wall_s = 0.0  # the part of it spent evaluating
         self.last_eval: dict[str, float] = {}
         self.wandb_id: str | None = None
 
@@ -270,12 +272,15 @@ class Trainer:
                 else:
                     action, stats = self.agent.act(obs)
                     ep_loops.append(stats.loops_mean)
-                nxt, reward, terminated, truncated, _ = self.env.step(action)
+                nxt, reward, terminated, truncated, info = self.env.step(action)
                 killpoints.reach("collect")
                 self.replay.add(obs, action, reward, nxt, terminated, self.episode)
-                self.step += 1
+                prev = self.step
+                taken = int(info.get("env_steps", 1))  # > 1 with env.action_repeat
+                self.step += taken
+                crossed = lambda every, prev=prev: prev // every != self.step // every  # noqa: E731
                 ep_return += reward
-                ep_len += 1
+                ep_len += taken
                 obs = nxt
                 if terminated or truncated:
                     episode_metrics = {
@@ -292,14 +297,14 @@ class Trainer:
                     self.agent.reset()
                     ep_return, ep_len, ep_loops = 0.0, 0, []
                 metrics: dict[str, float] = {}
-                if self.step == t.seed_steps:
+                if prev < t.seed_steps <= self.step:
                     metrics = self._seed_phase_done()
                 elif self.step > t.seed_steps:
                     self._update_credit += t.utd
                     while self._update_credit >= 1.0:
                         metrics = self._update()
                         self._update_credit -= 1.0
-                if metrics and self.step % 50 == 0:
+                if metrics and crossed(50):
                     self.logger.log(
                         {
                             **metrics,
@@ -309,12 +314,17 @@ class Trainer:
                         },
                         self.step,
                     )
-                if self.step % t.eval_every == 0 and self.step >= t.seed_steps:
+                due = any(prev < s <= self.step for s in t.eval_at) if t.eval_at else crossed(t.eval_every)
+                if due and self.step >= t.seed_steps:
+                    eval_start = time.perf_counter()
+                    metrics = self.evaluate()
+                    self.eval_wall_s += time.perf_counter() - eval_start
+                    # train/wall_s counts evaluations too; train/eval_wall_s says how much of it
                     wall = self.wall_s + time.perf_counter() - start
-                    self.logger.log({**self.evaluate(), "train/wall_s": wall}, self.step)
-                if self.step % t.checkpoint_every == 0 or self.step == t.total_steps:
+                    self.logger.log({**metrics, "train/wall_s": wall, "train/eval_wall_s": self.eval_wall_s}, self.step)
+                if crossed(t.checkpoint_every) or self.step >= t.total_steps:
                     self.save()
-                bar.update(1)
+                bar.update(taken)
             if not self.last_eval:  # the run ended before its first scheduled evaluation
                 self.logger.log(self.evaluate(), self.step)
         finally:

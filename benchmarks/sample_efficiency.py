@@ -1,0 +1,270 @@
+"""Sample efficiency: the looped planning agent against stable-baselines3 on the same env steps.
+
+Each (task, method, seed) is one job (:mod:`loopwm_rl.jobs`) writing
+``results/sample_efficiency/<task>__<method>__s<seed>.json`` and skipped when that file exists,
+so the grid fills in over several runs. ``looped`` trains ``loopwm-rl train <preset>`` in its
+own process (a killed job's run continues with ``--resume``); ``sb3`` trains SAC on continuous
+and DQN on discrete actions with stable-baselines3's defaults (DQN with RL-Zoo's CartPole
+settings, as the defaults are tuned for Atari). Both evaluate the mean return of 10 episodes
+at each budget point and time training alone (evaluation excluded).
+
+    python benchmarks/sample_efficiency.py --tasks pendulum cartpole --seeds 0 1 2
+    python benchmarks/sample_efficiency.py --tasks pendulum --methods sb3 --launcher ray
+    python benchmarks/sample_efficiency.py --summarize      # CSV, Markdown table and plot
+
+Needs the ``bench`` extra (stable-baselines3, matplotlib); MuJoCo tasks need ``mujoco``.
+"""
+
+from __future__ import annotations
+
+from loopwm_rl import cores  # before torch loads: OpenMP reads its wait policy once
+
+# isort: split
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from loopwm_rl.jobs import LAUNCHERS, Job, run_jobs
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "sample_efficiency"
+SHORT = (1000, 2000, 5000, 10000, 20000)
+LONG = (10000, 20000, 50000)
+# task: (env id, the looped agent's preset, budget points in env steps)
+TASKS = {
+    "pendulum": ("Pendulum-v1", "pendulum", SHORT),
+    "cartpole": ("CartPole-v1", "cartpole", SHORT),
+    "mountain_car": ("MountainCarContinuous-v0", "mountain_car", SHORT),
+    "inverted_pendulum": ("InvertedPendulum-v5", "inverted_pendulum", SHORT),
+    "reacher": ("Reacher-v5", "reacher", LONG),
+    "hopper": ("Hopper-v5", "hopper", LONG),
+    "bouncing_ball": ("LoopWM/BouncingBall-v0", "bouncing_ball", (1000, 2000, 5000, 10000)),
+}
+METHODS = ("looped", "sb3")
+EVAL_EPISODES = 10
+
+
+def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, overrides: list[str]) -> dict:
+    """Train the looped agent to the last budget, evaluating at each; returns returns by budget."""
+    _, preset, _ = TASKS[task]
+    run_dir = Path(runs_dir) / f"{task}__s{seed}"
+    settings = [
+        f"train.seed={seed}",
+        f"train.total_steps={max(budgets)}",
+        f"train.eval_at={','.join(map(str, budgets))}",
+        f"train.eval_episodes={EVAL_EPISODES}",
+        "train.threads=1",
+        "wandb.mode=disabled",
+        *overrides,
+    ]
+    existing = sorted(run_dir.glob("*/checkpoints/last.pt"))
+    # a killed job continues its run
+    target = ["--resume", str(existing[-1].parent.parent)] if existing else [preset, f"train.runs_dir={run_dir}"]
+    cmd = [sys.executable, "-m", "loopwm_rl", "train", "--quiet", *target, *settings]
+    print("$", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, env=cores.job_environment())
+    (run,) = sorted(p for p in run_dir.iterdir() if (p / "metrics.jsonl").exists())[-1:]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = {r["env_step"]: r for r in rows if "eval/return_mean" in r}
+    last = evals[max(evals)]
+    train_s = last["train/wall_s"] - last["train/eval_wall_s"]
+    out = {
+        "returns": {str(b): _at(evals, b, "eval/return_mean") for b in budgets},
+        "return_std": {str(b): _at(evals, b, "eval/return_std") for b in budgets},
+        "train_s_per_1k": 1000 * train_s / max(evals),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "run": str(run),
+    }
+    for key in ("depth/loops_hard_mean", "depth/loops_easy_mean", "depth/auroc_hard", "plan/loops_mean"):
+        if key in last:  # suite envs label hard steps
+            out[key.split("/")[1]] = {str(b): _at(evals, b, key) for b in budgets}
+    return out
+
+
+def _at(evals: dict[int, dict], budget: int, key: str) -> float | None:
+    # eval_at fires at the first step at or past a budget (action repeat can step over it)
+    step = min((s for s in evals if s >= budget), default=None)
+    value = evals[step].get(key) if step is not None else None
+    return None if value is None else float(value)
+
+
+def run_sb3(task: str, seed: int, budgets: list[int]) -> dict:
+    """SB3's SAC (continuous) or DQN (discrete) to the last budget, evaluating at each."""
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import DQN, SAC
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from loopwm_rl.envs import make_env
+
+    torch.set_num_threads(1)
+    env_id = TASKS[task][0]
+    env, eval_env = make_env(env_id), make_env(env_id)
+    if isinstance(env.action_space, gym.spaces.Discrete):
+        # RL-Zoo's CartPole-v1 settings; SB3's DQN defaults are Atari's
+        algo = DQN(
+            "MlpPolicy",
+            env,
+            learning_rate=2.3e-3,
+            batch_size=64,
+            buffer_size=100_000,
+            learning_starts=1000,
+            gamma=0.99,
+            target_update_interval=10,
+            train_freq=256,
+            gradient_steps=128,
+            exploration_fraction=0.16,
+            exploration_final_eps=0.04,
+            policy_kwargs={"net_arch": [256, 256]},
+            seed=seed,
+            device="cpu",
+        )
+    else:
+        algo = SAC("MlpPolicy", env, seed=seed, device="cpu")
+    returns, stds, train_s, done = {}, {}, 0.0, 0
+    for budget in budgets:
+        start = time.perf_counter()
+        algo.learn(total_timesteps=budget - done, reset_num_timesteps=False)
+        train_s += time.perf_counter() - start
+        done = budget
+        mean, std = evaluate_policy(algo, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+        returns[str(budget)], stds[str(budget)] = float(mean), float(std)
+        print(f"{task} sb3 s{seed} @{budget}: {mean:.1f} ± {std:.1f}", flush=True)
+    return {
+        "returns": returns,
+        "return_std": stds,
+        "train_s_per_1k": 1000 * train_s / budgets[-1],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "algorithm": type(algo).__name__,
+    }
+
+
+def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str]) -> list[Job]:
+    out = []
+    for task in tasks:
+        budgets = list(TASKS[task][2])
+        for method in methods:
+            for seed in seeds:
+                kwargs = {"task": task, "seed": seed, "budgets": budgets}
+                if method == "looped":
+                    kwargs |= {"runs_dir": runs_dir, "overrides": overrides}
+                out.append(
+                    Job(
+                        name=f"{task}__{method}__s{seed}",
+                        fn=f"{__file__}:run_{method}",
+                        kwargs=kwargs,
+                        result=RESULTS / f"{task}__{method}__s{seed}.json",
+                    )
+                )
+    return out
+
+
+def summarize(out_dir: Path) -> None:
+    """``sample_efficiency.csv``, ``.md`` and ``.png`` from every result file."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(RESULTS.glob("*.json")):
+        task, method, _ = path.stem.split("__")
+        groups[(task, method)].append(json.loads(path.read_text()))
+    rows = []
+    for (task, method), results in groups.items():
+        for budget in TASKS[task][2]:
+            values = [r["returns"].get(str(budget)) for r in results]
+            values = [v for v in values if v is not None]
+            if not values:
+                continue
+            rows.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "env_steps": budget,
+                    "seeds": len(values),
+                    "return_mean": float(np.mean(values)),
+                    "return_std": float(np.std(values)),
+                    "train_s_per_1k": float(np.mean([r["train_s_per_1k"] for r in results])),
+                    "peak_rss_mb": float(np.max([r["peak_rss_mb"] for r in results])),
+                }
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "sample_efficiency.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| task | method | " + " | ".join(f"{b // 1000}k" for b in SHORT) + " | train s / 1k steps | peak MB |"]
+    lines.append("|---" * (len(SHORT) + 4) + "|")
+    for (task, method), _ in sorted(groups.items()):
+        cells = {r["env_steps"]: r for r in rows if r["task"] == task and r["method"] == method}
+        if not cells:
+            continue
+        any_row = next(iter(cells.values()))
+        points = [
+            f"{cells[b]['return_mean']:.0f} ± {cells[b]['return_std']:.0f} ({cells[b]['seeds']})" if b in cells else "-"
+            for b in TASKS[task][2]
+        ]
+        budgets = "/".join(f"{b // 1000}k" for b in TASKS[task][2])
+        label = task if TASKS[task][2] == SHORT else f"{task} ({budgets})"
+        lines.append(
+            f"| {label} | {method} | {' | '.join(points + ['-'] * (len(SHORT) - len(points)))} | "
+            f"{any_row['train_s_per_1k']:.0f} | {any_row['peak_rss_mb']:.0f} |"
+        )
+    (out_dir / "sample_efficiency.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    _plot(rows, out_dir / "sample_efficiency.png")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for method, color in zip(METHODS, ("tab:blue", "tab:orange"), strict=True):
+            mine = [r for r in rows if r["task"] == task and r["method"] == method]
+            pts = sorted((r["env_steps"], r["return_mean"], r["return_std"]) for r in mine)
+            if pts:
+                x, y, s = map(np.array, zip(*pts, strict=True))
+                ax.plot(x, y, "o-", color=color, label=method)
+                ax.fill_between(x, y - s, y + s, color=color, alpha=0.2)
+        ax.set_title(TASKS[task][0])
+        ax.set_xscale("log")
+        ax.set_xlabel("env steps")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("evaluation return (10 episodes)")
+    axes[0][0].legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
+    parser.add_argument("--launcher", default="local", choices=LAUNCHERS)
+    parser.add_argument("--processes", type=int, default=1, help="local launcher: jobs at once")
+    parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local instance)")
+    parser.add_argument("--runs-dir", default="runs/sample_efficiency")
+    parser.add_argument("--summarize", action="store_true", help="only aggregate the result files")
+    parser.add_argument("--out", default=str(HERE / "results"), help="where the CSV, table and plot go")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides for the looped agent's train")
+    args = parser.parse_args()
+    if not args.summarize:
+        grid = jobs(args.tasks, args.methods, args.seeds, args.runs_dir, args.overrides)
+        report = run_jobs(grid, args.launcher, processes=args.processes, ray_address=args.ray_address)
+        print(report.summary())
+    summarize(Path(args.out))
+
+
+if __name__ == "__main__":
+    main()
