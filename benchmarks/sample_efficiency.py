@@ -75,12 +75,13 @@ def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, override
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = {r["env_step"]: r for r in rows if "eval/return_mean" in r}
     last = evals[max(evals)]
-    train_s = last["train/wall_s"] - last["train/eval_wall_s"]
+    train_s = last["train/wall_s"] - last["time/eval_s"]
     out = {
         "returns": {str(b): _at(evals, b, "eval/return_mean") for b in budgets},
         "return_std": {str(b): _at(evals, b, "eval/return_std") for b in budgets},
         "train_s_per_1k": 1000 * train_s / max(evals),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "time_s": {k: last[f"time/{k}_s"] for k in ("act", "env", "update", "eval")},
         "run": str(run),
     }
     for key in ("depth/loops_hard_mean", "depth/loops_easy_mean", "depth/auroc_hard", "plan/loops_mean"):

@@ -49,8 +49,8 @@ def save(trainer: Trainer) -> Path:
             "step": trainer.step,
             "episode": trainer.episode,
             "updates": trainer.updates,
-            "wall_s": trainer.wall_s,
-            "eval_wall_s": trainer.eval_wall_s,
+            "wall_s": trainer.wall_s(),
+            **{f"{k}_s": v for k, v in trainer.time_s.items() if k != "wall"},
         },
         rng={
             "torch": torch.get_rng_state(),
@@ -104,8 +104,8 @@ def load(trainer: Trainer) -> None:
         raise CheckpointError(f"{trainer.checkpoint_path} does not fit this run's config: {err}") from err
     counters = payload["counters"]
     trainer.step, trainer.episode, trainer.updates = counters["step"], counters["episode"], counters["updates"]
-    trainer.wall_s = float(counters.get("wall_s", 0.0))
-    trainer.eval_wall_s = float(counters.get("eval_wall_s", 0.0))
+    for key in trainer.time_s:
+        trainer.time_s[key] = float(counters.get(f"{key}_s", 0.0))
     torch.set_rng_state(payload["rng"]["torch"])
     trainer.agent.generator.set_state(payload["rng"]["planner"])
     if "eval_planner" in payload["rng"]:  # checkpoints before evaluation had its own agent lack it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import gymnasium as gym
@@ -84,8 +85,10 @@ class Trainer:
         self.guard = DivergenceGuard(t.max_bad_updates)
         self.step = self.episode = self.updates = 0
         self._update_credit = 0.0
-        self.wall_s = 0.0  # training wall time, carried across resumes
-        self.eval_wall_s = 0.0  # the part of it spent evaluating
+        # seconds spent planning (act), stepping the env, updating and evaluating, and the run's
+        # wall time; carried across resumes
+        self.time_s = dict.fromkeys(("act", "env", "update", "eval", "wall"), 0.0)
+        self._run_start: float | None = None
         self.last_eval: dict[str, float] = {}
         self.wandb_id: str | None = None
 
@@ -102,6 +105,19 @@ class Trainer:
     def load(self) -> None:
         """Restore the run from its last complete checkpoint (:func:`loopwm_rl.resume.load`)."""
         resume.load(self)
+
+    @contextmanager
+    def _timed(self, key: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.time_s[key] += time.perf_counter() - start
+
+    def wall_s(self) -> float:
+        """Wall time of the run so far, resumed sessions included."""
+        running = time.perf_counter() - self._run_start if self._run_start is not None else 0.0
+        return self.time_s["wall"] + running
 
     # ------------------------------------------------------------------ learning
 
@@ -258,6 +274,7 @@ class Trainer:
         self.agent.reset()
         ep_return, ep_len, ep_loops = 0.0, 0, []
         start, start_step = time.perf_counter(), self.step
+        self._run_start = start
         bar = tqdm(
             total=t.total_steps,
             initial=self.step,
@@ -270,9 +287,11 @@ class Trainer:
                 if self.step < t.seed_steps:
                     action = self.env.action_space.sample()
                 else:
-                    action, stats = self.agent.act(obs)
+                    with self._timed("act"):
+                        action, stats = self.agent.act(obs)
                     ep_loops.append(stats.loops_mean)
-                nxt, reward, terminated, truncated, info = self.env.step(action)
+                with self._timed("env"):
+                    nxt, reward, terminated, truncated, info = self.env.step(action)
                 killpoints.reach("collect")
                 self.replay.add(obs, action, reward, nxt, terminated, self.episode)
                 prev = self.step
@@ -298,12 +317,14 @@ class Trainer:
                     ep_return, ep_len, ep_loops = 0.0, 0, []
                 metrics: dict[str, float] = {}
                 if prev < t.seed_steps <= self.step:
-                    metrics = self._seed_phase_done()
+                    with self._timed("update"):
+                        metrics = self._seed_phase_done()
                 elif self.step > t.seed_steps:
                     self._update_credit += t.utd
-                    while self._update_credit >= 1.0:
-                        metrics = self._update()
-                        self._update_credit -= 1.0
+                    with self._timed("update"):
+                        while self._update_credit >= 1.0:
+                            metrics = self._update()
+                            self._update_credit -= 1.0
                 if metrics and crossed(50):
                     self.logger.log(
                         {
@@ -316,12 +337,9 @@ class Trainer:
                     )
                 due = any(prev < s <= self.step for s in t.eval_at) if t.eval_at else crossed(t.eval_every)
                 if due and self.step >= t.seed_steps:
-                    eval_start = time.perf_counter()
-                    metrics = self.evaluate()
-                    self.eval_wall_s += time.perf_counter() - eval_start
-                    # train/wall_s counts evaluations too; train/eval_wall_s says how much of it
-                    wall = self.wall_s + time.perf_counter() - start
-                    self.logger.log({**metrics, "train/wall_s": wall, "train/eval_wall_s": self.eval_wall_s}, self.step)
+                    with self._timed("eval"):
+                        metrics = self.evaluate()
+                    self.logger.log({**metrics, **self.timing()}, self.step)
                 if crossed(t.checkpoint_every) or self.step >= t.total_steps:
                     self.save()
                 bar.update(taken)
@@ -330,9 +348,15 @@ class Trainer:
         finally:
             bar.close()
             self.logger.close()
-            self.wall_s += time.perf_counter() - start
+            self.time_s["wall"] = self.wall_s()
+            self._run_start = None
         self._write_report()
         return self.last_eval
+
+    def timing(self) -> dict[str, float]:
+        """Where the run's time went: ``train/wall_s`` (evaluations included) and
+        ``time/{act,env,update,eval}_s``, cumulative seconds."""
+        return {"train/wall_s": self.wall_s(), **{f"time/{k}_s": v for k, v in self.time_s.items() if k != "wall"}}
 
     def _write_report(self) -> None:
         from .report import ReportError, write_report
