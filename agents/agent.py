@@ -18,13 +18,20 @@ from .trajectory import TrajectoryOptimizer
 
 @dataclasses.dataclass
 class PlanStats:
-    """What one ``act`` call imagined."""
+    """What one ``act`` call imagined, and where its world-model loops went: ``loops_spent``
+    is ``loops_screen`` (multi-fidelity screening) + ``loops_full`` (full-depth scoring) +
+    ``loops_prior`` (the policy prior's rollouts); ``loop_budget`` is 0 without a budget."""
 
     imagined_transitions: int
     loops_mean: float
     loops_p95: float
     latency_s: float
     plan_value: float
+    loops_spent: int = 0
+    loops_screen: int = 0
+    loops_full: int = 0
+    loops_prior: int = 0
+    loop_budget: int = 0
 
     def as_metrics(self, prefix: str = "plan/") -> dict[str, float]:
         rate = self.imagined_transitions / max(self.latency_s, 1e-9)
@@ -35,6 +42,9 @@ class PlanStats:
             f"{prefix}latency_ms": 1e3 * self.latency_s,
             f"{prefix}imagined_per_s": rate,
             f"{prefix}value": self.plan_value,
+            f"{prefix}loops_spent": float(self.loops_spent),
+            f"{prefix}loops_screen": float(self.loops_screen),
+            f"{prefix}loops_prior": float(self.loops_prior),
         }
 
 
@@ -69,8 +79,15 @@ class PlanningAgent:
         self.device = torch.device(device)
         self.trajectory = TrajectoryOptimizer(self.cfg, action_space, self.device)
         self.objective = ImaginedReturn(
-            model, self.cfg.gamma, critic.value if critic is not None else None, self.cfg.max_loops
+            model,
+            self.cfg.gamma,
+            critic.value if critic is not None else None,
+            self.cfg.max_loops,
+            screen_loops=self.cfg.screen_loops,
+            screen_keep=self.cfg.screen_keep,
+            keep_min=self.cfg.elites,
         )
+        self._prior_loops = 0
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         # known models written with the verbs may have no config; then any 1-D obs is accepted
         self._obs_dim = getattr(getattr(model, "cfg", None), "obs_dim", None)
@@ -95,6 +112,10 @@ class PlanningAgent:
         if self.critic is None or self.cfg.prior_samples == 0:
             return None
 
+        # under a loop budget the prior's rollouts run at one loop per step: a fixed cost,
+        # reserved before the candidates' share is worked out (act)
+        kwargs = {"max_loops": 1} if self.cfg.loop_budget else {}
+
         def sample() -> torch.Tensor:
             z = self.objective.z0.expand(self.cfg.prior_samples, -1)
             # roll the prior through the model so each candidate is a coherent sequence
@@ -102,7 +123,10 @@ class PlanningAgent:
             for _ in range(self.cfg.horizon):
                 a = self.critic.policy(z, generator=self.generator)
                 actions.append(a)
-                z = self.model.step(z, a).z
+                out = self.model.step(z, a, **kwargs)
+                loops = getattr(out, "loops", None)  # a model may not count its loops
+                self._prior_loops += int(loops.sum()) if loops is not None else 0
+                z = out.z
             return torch.stack(actions)  # (H, P, A) or (H, P)
 
         return sample
@@ -115,8 +139,13 @@ class PlanningAgent:
         if obs_t.dim() != 1 or (self._obs_dim is not None and obs_t.shape[0] != self._obs_dim):
             raise ValueError(f"observation has shape {tuple(obs_t.shape)}, expected ({self._obs_dim},)")
         self._z = self._latent(obs_t[None])
-        self.objective.start(self._z)
-        sol = self.trajectory.plan(self.objective, self.generator, self._prior())
+        cfg, calls, prior = self.cfg, self.trajectory.next_iterations(), self._prior()
+        budget = None
+        if cfg.loop_budget:
+            budget = cfg.loop_budget - (calls * cfg.prior_samples * cfg.horizon if prior is not None else 0)
+        self.objective.start(self._z, budget, calls, cfg.samples, cfg.horizon)
+        self._prior_loops = 0
+        sol = self.trajectory.plan(self.objective, self.generator, prior)
         action = self._select(sol, eval)
         self._action = self._model_action(action)
         loops = (
@@ -128,6 +157,11 @@ class PlanningAgent:
             loops_p95=float(torch.quantile(loops, 0.95)),
             latency_s=time.perf_counter() - start,
             plan_value=float(sol.values.max()),
+            loops_spent=sum(self.objective.spent.values()) + self._prior_loops,
+            loops_screen=self.objective.spent["screen"],
+            loops_full=self.objective.spent["full"],
+            loops_prior=self._prior_loops,
+            loop_budget=cfg.loop_budget,
         )
         return action, stats
 

@@ -46,6 +46,15 @@ class PlannerConfig:
     """Training: probability of a uniformly random action (discrete)."""
     max_loops: int | None = None
     """Loop cap of imagined steps (None: the world model's)."""
+    loop_budget: int = 0
+    """World-model loops one plan (one env step) may spend over all its candidates, imagined
+    steps and iterations; 0: no budget. Each call of the objective caps its loops per step to
+    stay inside its share, so a plan never spends more (``plan/loops_spent``)."""
+    screen_loops: int = 0
+    """Multi-fidelity: score every candidate with at most this many loops per step first, then
+    re-score the best ``screen_keep`` fraction at full depth; 0: off."""
+    screen_keep: float = 0.25
+    """Multi-fidelity: fraction of candidates re-scored at full depth (at least ``elites``)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -68,3 +77,8 @@ class PlannerConfig:
             raise ConfigError(f"planner.temperature={self.temperature} must be > 0 and gamma={self.gamma} in (0, 1]")
         if self.max_loops is not None and self.max_loops < 1:
             raise ConfigError(f"planner.max_loops={self.max_loops} must be >= 1")
+        if self.loop_budget < 0 or self.screen_loops < 0 or not 0 < self.screen_keep <= 1:
+            raise ConfigError(
+                f"planner.loop_budget={self.loop_budget} and screen_loops={self.screen_loops} must be >= 0 "
+                f"and screen_keep={self.screen_keep} in (0, 1]"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Protocol
 
@@ -25,28 +26,107 @@ class ImaginedReturn:
     One batched ``imagine`` call over ``(H, N)`` scores all N candidates. Candidates whose
     imagined values are not finite score ``-inf`` and a warning names the first bad step.
 
+    Compute-aware scoring (``PlannerConfig``):
+
+    - **Multi-fidelity** (``screen_loops`` > 0): every candidate is first scored with at most
+      ``screen_loops`` loops per imagined step; the best ``screen_keep`` fraction (never fewer
+      than ``keep_min``, the optimiser's elites) is scored again at full depth, and only those
+      can be elites (the rest score ``-inf``).
+    - **A loop budget** per plan (``start(..., budget=B, calls=I)``): the loops left are shared
+      evenly over the calls left, and each call caps its imagined steps so that it cannot spend
+      more than its share (at least one loop per step: :meth:`start` rejects a budget below
+      that floor). ``spent`` says where the loops went.
+
     Args:
         model: a world model (or anything with its ``encode``/``imagine`` verbs).
         gamma: discount.
         value: optional ``value(z) -> (N,)`` terminal value (e.g. ``ActorCritic.value``).
-        max_loops: loop cap of imagined steps.
+        max_loops: loop cap of imagined steps (default: the model's).
+        screen_loops, screen_keep, keep_min: multi-fidelity settings (0: off).
     """
 
-    def __init__(self, model: Dynamics, gamma: float = 0.99, value=None, max_loops: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Dynamics,
+        gamma: float = 0.99,
+        value=None,
+        max_loops: int | None = None,
+        *,
+        screen_loops: int = 0,
+        screen_keep: float = 0.25,
+        keep_min: int = 1,
+    ) -> None:
         self.model, self.gamma, self.value, self.max_loops = model, gamma, value, max_loops
+        self.screen_loops, self.screen_keep, self.keep_min = screen_loops, screen_keep, keep_min
         self.z0: torch.Tensor | None = None
         self.loops: list[torch.Tensor] = []
+        self.spent = {"screen": 0, "full": 0}
+        self._left: int | None = None  # loops left in this plan's budget (None: no budget)
+        self._calls_left = 1
 
-    def start(self, z0: torch.Tensor) -> None:
-        """Plan from the current latent (1, S), once per plan."""
+    @property
+    def cap(self) -> int | None:
+        """The loop cap of a full-depth imagined step (None when the model does not say)."""
+        return self.max_loops or getattr(getattr(self.model, "cfg", None), "loop_cap", None)
+
+    def _kept(self, n: int) -> int:
+        return min(n, max(self.keep_min, math.ceil(self.screen_keep * n)))
+
+    def floor(self, n: int, horizon: int) -> int:
+        """Loops one call over ``n`` candidates costs at the least (one loop per step)."""
+        return n * horizon + (self._kept(n) * horizon if self.screen_loops else 0)
+
+    def start(self, z0: torch.Tensor, budget: int | None = None, calls: int = 1, n: int = 0, horizon: int = 0) -> None:
+        """Plan from the current latent (1, S), once per plan; ``budget`` loops for ``calls``
+        objective calls over ``n`` candidates of ``horizon`` steps.
+
+        Raises:
+            ValueError: a budget below one loop per imagined step, or a model with no loop cap.
+        """
         self.z0 = z0
         self.loops = []
+        self.spent = {"screen": 0, "full": 0}
+        self._left, self._calls_left = budget, max(1, calls)
+        if budget is not None:
+            if self.cap is None:
+                raise ValueError("a loop budget needs planner.max_loops for a model without a loop cap")
+            least = calls * self.floor(n, horizon)
+            if budget < least:
+                raise ValueError(
+                    f"planner.loop_budget={budget} is below the {least} loops one plan needs at one loop per "
+                    f"imagined step ({calls} iterations x {n} candidates x {horizon} steps"
+                    + (", plus the re-scored ones)" if self.screen_loops else ")")
+                )
 
     def __call__(self, actions: torch.Tensor) -> torch.Tensor:
         H, N = actions.shape[:2]
-        kwargs = {} if self.max_loops is None else {"max_loops": self.max_loops}
+        share = None if self._left is None else self._left // self._calls_left
+        if not self.screen_loops:
+            cap = self.cap if share is None else min(self.cap, share // (N * H))
+            values = self._score(actions, cap, "full")
+        else:
+            keep = self._kept(N)
+            low_cap = self.screen_loops if self.cap is None else min(self.screen_loops, self.cap)
+            full_cap = self.cap
+            if share is not None:  # screening first at up to its cap, the rest to the kept ones
+                low_cap = max(1, min(low_cap, (share - keep * H) // (N * H)))
+                full_cap = min(self.cap, (share - N * H * low_cap) // (keep * H))
+            low = self._score(actions, low_cap, "screen")
+            idx = low.topk(keep).indices
+            values = torch.full_like(low, -torch.inf)
+            values[idx] = self._score(actions[:, idx], full_cap, "full")
+        self._calls_left = max(1, self._calls_left - 1)
+        return values
+
+    def _score(self, actions: torch.Tensor, cap: int | None, stage: str) -> torch.Tensor:
+        H, N = actions.shape[:2]
+        kwargs = {} if cap is None else {"max_loops": cap}
         roll = self.model.imagine(self.z0.expand(N, -1), actions, **kwargs)
         self.loops.append(roll.loops)  # (H, N)
+        spent = int(roll.loops.sum())
+        self.spent[stage] += spent
+        if self._left is not None:
+            self._left -= spent
         discount = self.gamma ** torch.arange(H, dtype=roll.reward.dtype, device=roll.reward.device)
         alive = torch.cumprod(torch.cat([torch.ones_like(roll.cont[:1]), roll.cont[:-1]]), 0)  # (H, N)
         values = (discount[:, None] * alive * roll.reward).sum(0)  # (N,)
@@ -60,7 +140,7 @@ class ImaginedReturn:
                 f"imagined rollouts gave non-finite values for {int(bad.sum())} of {N} candidates, "
                 f"first at imagined step {first}; they are ranked last",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             values = values.masked_fill(bad, -torch.inf)
         return values

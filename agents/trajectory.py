@@ -45,9 +45,13 @@ class TrajectoryOptimizer:
             return fresh.expand(H, -1).clone()
         return torch.cat([self.prev[1:], fresh], 0)
 
+    def next_iterations(self) -> int:
+        """Iterations of the next plan: ``warm_iterations`` once warm-started (when set)."""
+        return self.cfg.warm_iterations if self.prev is not None and self.cfg.warm_iterations else self.cfg.iterations
+
     def plan(self, objective: Objective, generator: torch.Generator | None = None, prior=None) -> Solution:
         start = self.initial()
-        iterations = self.cfg.warm_iterations if self.prev is not None and self.cfg.warm_iterations else None
+        iterations = self.next_iterations()
         if self.discrete:
             sol = self.optimizer.optimize(objective, start, generator, prior, iterations)
         else:
