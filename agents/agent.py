@@ -86,6 +86,7 @@ class PlanningAgent:
             screen_loops=self.cfg.screen_loops,
             screen_keep=self.cfg.screen_keep,
             keep_min=self.cfg.elites,
+            halting=self.cfg.halting,
         )
         self._prior_loops = 0
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -115,6 +116,8 @@ class PlanningAgent:
         # under a loop budget the prior's rollouts run at one loop per step: a fixed cost,
         # reserved before the candidates' share is worked out (act)
         kwargs = {"max_loops": 1} if self.cfg.loop_budget else {}
+        if self.cfg.halting is not None:
+            kwargs["halting"] = self.cfg.halting
 
         def sample() -> torch.Tensor:
             z = self.objective.z0.expand(self.cfg.prior_samples, -1)

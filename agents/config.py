@@ -46,6 +46,10 @@ class PlannerConfig:
     """Training: probability of a uniformly random action (discrete)."""
     max_loops: int | None = None
     """Loop cap of imagined steps (None: the world model's)."""
+    halting: str | None = None
+    """Halting while planning: None follows the world model's trained rule (at its calibrated
+    budget); ``fixed`` runs every imagined step to the cap; ``convergence`` stops at the
+    convergence rule's tolerance."""
     loop_budget: int = 0
     """World-model loops one plan (one env step) may spend over all its candidates, imagined
     steps and iterations; 0: no budget. Each call of the objective caps its loops per step to
@@ -77,6 +81,8 @@ class PlannerConfig:
             raise ConfigError(f"planner.temperature={self.temperature} must be > 0 and gamma={self.gamma} in (0, 1]")
         if self.max_loops is not None and self.max_loops < 1:
             raise ConfigError(f"planner.max_loops={self.max_loops} must be >= 1")
+        if self.halting not in (None, "fixed", "convergence"):
+            raise ConfigError(f"planner.halting={self.halting!r} is not one of [None, 'fixed', 'convergence']")
         if self.loop_budget < 0 or self.screen_loops < 0 or not 0 < self.screen_keep <= 1:
             raise ConfigError(
                 f"planner.loop_budget={self.loop_budget} and screen_loops={self.screen_loops} must be >= 0 "

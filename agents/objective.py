@@ -43,6 +43,7 @@ class ImaginedReturn:
         value: optional ``value(z) -> (N,)`` terminal value (e.g. ``ActorCritic.value``).
         max_loops: loop cap of imagined steps (default: the model's).
         screen_loops, screen_keep, keep_min: multi-fidelity settings (0: off).
+        halting: ``"fixed"`` or ``"convergence"`` instead of the model's trained rule.
     """
 
     def __init__(
@@ -55,9 +56,11 @@ class ImaginedReturn:
         screen_loops: int = 0,
         screen_keep: float = 0.25,
         keep_min: int = 1,
+        halting: str | None = None,
     ) -> None:
         self.model, self.gamma, self.value, self.max_loops = model, gamma, value, max_loops
         self.screen_loops, self.screen_keep, self.keep_min = screen_loops, screen_keep, keep_min
+        self.halting = halting
         self.z0: torch.Tensor | None = None
         self.loops: list[torch.Tensor] = []
         self.spent = {"screen": 0, "full": 0}
@@ -121,6 +124,8 @@ class ImaginedReturn:
     def _score(self, actions: torch.Tensor, cap: int | None, stage: str) -> torch.Tensor:
         H, N = actions.shape[:2]
         kwargs = {} if cap is None else {"max_loops": cap}
+        if self.halting is not None:
+            kwargs["halting"] = self.halting
         roll = self.model.imagine(self.z0.expand(N, -1), actions, **kwargs)
         self.loops.append(roll.loops)  # (H, N)
         spent = int(roll.loops.sum())

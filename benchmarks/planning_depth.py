@@ -1,0 +1,173 @@
+"""Return against world-model FLOPs per env step while planning, with one trained agent.
+
+Each trained run (``loopwm-rl train``) is evaluated with the same world model, critic and
+planner, changing only how deep its imagined steps go:
+
+- ``fixed{K}``: every imagined step runs K loops (``planner.halting=fixed``, ``max_loops=K``);
+- ``adaptive{b}``: the trained halting rule, its threshold calibrated so that the latest 2,048
+  replayed transitions take ``b`` of the loop cap on average;
+- ``screen{s}``: multi-fidelity; every candidate scored at ``s`` loop(s) per step, the best
+  quarter re-scored at the full cap (``planner.screen_loops``), and
+  ``screen{s}_adaptive``: the same with the re-scoring under the trained rule at budget 0.5.
+
+World-model FLOPs per env step are ``a * imagined steps + b * loops`` summed over the plan,
+with ``a`` (a step's fixed part: input, readout) and ``b`` (one loop of one sample) counted by
+``torch.utils.flop_counter`` on the model itself; the critic and the planner's own arithmetic
+are left out. Each (run, variant) is one job (:mod:`loopwm_rl.jobs`) with its result file.
+
+    python benchmarks/planning_depth.py --runs runs/floor5k/b0.5/* --episodes 3
+    python benchmarks/planning_depth.py --summarize
+"""
+
+from __future__ import annotations
+
+from loopwm_rl import cores  # noqa: F401  (before torch loads: OpenMP reads its wait policy once)
+
+# isort: split
+import argparse
+import dataclasses
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from loopwm_rl.jobs import LAUNCHERS, Job, run_jobs
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "planning_depth"
+VARIANTS = (
+    "fixed1",
+    "fixed2",
+    "fixed4",
+    "fixed8",
+    "adaptive0.2",
+    "adaptive0.3",
+    "adaptive0.5",
+    "screen1",
+    "screen1_adaptive",
+)
+
+
+def step_flops(model, z: torch.Tensor, action: torch.Tensor) -> tuple[float, float]:
+    """(a, b): FLOPs of an imagined step's fixed part and of one loop, per sample."""
+    counts = []
+    for k in (1, 2):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.step(z, action, halting="fixed", max_loops=k)
+        counts.append(counter.get_total_flops() / z.shape[0])
+    b = counts[1] - counts[0]
+    return counts[0] - b, b
+
+
+def evaluate(run: str, variant: str, episodes: int) -> dict:
+    """Evaluate the run's final agent under one planning variant."""
+    from loopwm_rl import resume, run_setup
+    from loopwm_rl.agents import PlanningAgent
+    from loopwm_rl.rundir import read_config
+    from loopwm_rl.trainer import Trainer
+
+    cfg = read_config(run)
+    trainer = Trainer(cfg, run, progress=False)
+    resume.load(trainer)
+    model = trainer.model.eval()
+    cap = model.cfg.loop_cap
+    planner = cfg.planner
+    obs, action, z = trainer._recent()
+    if variant.startswith("fixed"):
+        k = int(variant[len("fixed") :])
+        planner = dataclasses.replace(planner, halting="fixed", max_loops=min(k, cap))
+    elif variant.startswith("adaptive"):
+        run_setup.calibrate_to_budget(model, obs, action, float(variant[len("adaptive") :]), z)
+    elif variant.startswith("screen"):
+        screen = int(variant[len("screen") :].split("_")[0])
+        if variant.endswith("_adaptive"):
+            run_setup.calibrate_to_budget(model, obs, action, 0.5, z)
+        else:
+            planner = dataclasses.replace(planner, halting="fixed")
+        planner = dataclasses.replace(planner, screen_loops=screen)
+    else:
+        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
+    a, b = step_flops(model, z[:256], action[:256])
+    env = trainer.eval_env
+    agent = PlanningAgent(model, env.action_space, planner, trainer.critic, seed=cfg.train.seed + 7)
+    returns, flops, loops = [], [], []
+    for ep in range(episodes):
+        o, _ = env.reset(seed=10_000 + ep)
+        agent.reset()
+        total, done = 0.0, False
+        while not done:
+            act, stats = agent.act(o, eval=True)
+            flops.append(a * stats.imagined_transitions + b * (stats.loops_screen + stats.loops_full))
+            loops.append(stats.loops_mean)
+            o, r, terminated, truncated, _ = env.step(act)
+            total += float(r)
+            done = terminated or truncated
+        returns.append(total)
+    return {
+        "run": run,
+        "env": cfg.env.id,
+        "seed": cfg.train.seed,
+        "variant": variant,
+        "return_mean": float(np.mean(returns)),
+        "returns": returns,
+        "mflops_per_env_step": float(np.mean(flops)) / 1e6,
+        "loops_per_imagined_step": float(np.mean(loops)),
+        "flops_step_fixed": a,
+        "flops_per_loop": b,
+    }
+
+
+def summarize() -> None:
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        groups[(r["env"], r["variant"])].append(r)
+    print(
+        "| env | variant | seeds | return (mean ± std over seeds) | MFLOPs / env step | vs fixed8 "
+        "| loops / imagined step |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for env in sorted({e for e, _ in groups}):
+        ref = groups.get((env, "fixed8"))
+        ref_flops = np.mean([r["mflops_per_env_step"] for r in ref]) if ref else None
+        for variant in VARIANTS:
+            rows = groups.get((env, variant))
+            if not rows:
+                continue
+            ret = [r["return_mean"] for r in rows]
+            fl = np.mean([r["mflops_per_env_step"] for r in rows])
+            ratio = f"{fl / ref_flops:.2f}" if ref_flops else "-"
+            loops = np.mean([r["loops_per_imagined_step"] for r in rows])
+            cells = [env, variant, len(rows), f"{np.mean(ret):.1f} ± {np.std(ret):.1f}", f"{fl:.1f}", ratio]
+            print("| " + " | ".join(map(str, cells)) + f" | {loops:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", nargs="*", default=[], help="train run folders (their last checkpoint)")
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--episodes", type=int, default=3)
+    parser.add_argument("--launcher", default="local", choices=LAUNCHERS)
+    parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--summarize", action="store_true")
+    args = parser.parse_args()
+    if not args.summarize:
+        grid = [
+            Job(
+                name=f"{Path(run).name}__{variant}",
+                fn=f"{__file__}:evaluate",
+                kwargs={"run": run, "variant": variant, "episodes": args.episodes},
+                result=RESULTS / f"{Path(run).name}__{variant}.json",
+            )
+            for run in args.runs
+            for variant in args.variants
+        ]
+        print(run_jobs(grid, args.launcher, processes=args.processes).summary())
+    summarize()
+
+
+if __name__ == "__main__":
+    main()
