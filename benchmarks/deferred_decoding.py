@@ -35,8 +35,8 @@ import torch
 from depth_vs_difficulty import fit_config, held_out_split, run_once  # one split, fit and grid for every benchmark
 
 from loopwm_rl.config import load_model_config
-from loopwm_rl.dataset import collect, episode_index
-from loopwm_rl.offline import score_transitions
+from loopwm_rl.dataset import collect
+from loopwm_rl.offline import open_loop_error, score_transitions
 
 RESULTS = Path(__file__).parent / "results" / "deferred"
 OPEN_LOOP = 10
@@ -46,26 +46,6 @@ VARIANTS = {
     "deferred": ["decode_every={H}", "decode_curriculum=250"],
     "deferred_hinge": ["decode_every={H}", "decode_curriculum=250", "contraction_budget=0.5"],
 }
-
-
-def open_loop_error(model, data: dict, idx: np.ndarray, steps: int, windows: int, seed: int) -> np.ndarray:
-    """(steps,) mean normalised error of the imagined observation after 1..steps steps, over
-    ``windows`` random windows of the rows ``idx`` that stay inside one episode."""
-    episode, _ = episode_index(data)
-    idx = np.sort(idx)
-    ok = idx[(idx + steps - 1 < len(episode))]
-    ok = ok[episode[np.minimum(ok + steps - 1, len(episode) - 1)] == episode[ok]]
-    ends = data["terminations"] | data["truncations"]
-    ok = ok[[not ends[i : i + steps - 1].any() for i in ok]]
-    start = np.random.default_rng(seed).choice(ok, size=min(windows, len(ok)), replace=False)
-    rows = start[None, :] + np.arange(steps)[:, None]  # (T, B)
-    obs0 = torch.as_tensor(data["observations"][start])
-    actions = torch.as_tensor(data["actions"][rows])  # (T, B, A) or (T, B)
-    truth = torch.as_tensor(data["next_observations"][rows])  # (T, B, O)
-    with torch.no_grad():
-        roll = model.imagine(model.encode(obs0), actions)
-        err = ((roll.obs - truth) / model.delta_scale).pow(2).mean(-1)  # (T, B)
-    return err.mean(1).numpy()
 
 
 def imagined_per_second(model, data: dict, repeats: int = 5) -> float:

@@ -141,25 +141,29 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import dataclasses
 
     from .checkpoint import CheckpointError
-    from .compare import compare
+    from .compare import compare, grid
     from .dataset import collect, load_dataset, save_dataset
     from .report import write_report
     from .runconfig import load_run_config
+    from .rundir import read_config
 
     presets, overrides = _split(args.items)
     cfg = load_run_config(presets, overrides, command="compare")
     out = Path(args.out)
-    if (out / "compare.csv").exists():
-        raise CheckpointError(f"{out / 'compare.csv'} exists; choose another --out")
+    grid(cfg, out)  # unknown models fail before any data is collected
+    if (out / "config.yaml").exists() and read_config(out).command != "compare":
+        raise CheckpointError(f"{out} holds a `{read_config(out).command}` run, not a comparison; choose another --out")
     if args.data:
         data = load_dataset(args.data)
         cfg = _with_dataset(cfg, data, args.data)
+    elif (out / "data.npz").exists():  # a resumed comparison keeps the data it started with
+        cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, data=str(out / "data.npz")))
     else:  # random transitions of env.id, kept beside the table
         data = collect(cfg.env.id, cfg.compare.steps, seed=0, progress=not args.quiet)
         save_dataset(out / "data.npz", data)
         cfg = dataclasses.replace(cfg, fit=dataclasses.replace(cfg.fit, data=str(out / "data.npz")))
     print(cores.describe(cores.resolve_threads(cfg.fit.threads)))
-    compare(data, cfg, out, progress=not args.quiet)
+    compare(cfg, out, log=(lambda _: None) if args.quiet else print)
     print((out / "compare.md").read_text())
     print(f"wrote {out / 'compare.csv'}, {out / 'compare.md'} and {write_report(out)}")
     return 0
@@ -279,6 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .dataset import DatasetError
     from .envs import EnvError
+    from .jobs import LauncherError
     from .report import ReportError
     from .update import NonFiniteLossError
 
@@ -292,7 +297,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.items = [*args.items, *rest]
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, EnvError, ReportError, NonFiniteLossError) as err:
+    except (
+        ConfigError,
+        DatasetError,
+        CheckpointError,
+        EnvError,
+        ReportError,
+        NonFiniteLossError,
+        LauncherError,
+    ) as err:
         print(f"loopwm-rl {args.command}: error: {err}", file=sys.stderr)
         return 2
 

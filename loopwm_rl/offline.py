@@ -68,6 +68,30 @@ def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]
     }
 
 
+@torch.no_grad()
+def open_loop_error(model: WorldModel, data: dict, idx: np.ndarray, steps: int = 10, windows: int = 512, seed: int = 0):
+    """(steps,) mean error of the imagined observation after 1..steps steps (squared, in units
+    of the model's delta scale, averaged over dimensions) over ``windows`` random windows of
+    the rows ``idx`` that stay inside one episode, imagined from a real observation under the
+    logged actions. Empty (0,) when no window fits."""
+    episode, _ = episode_index(data)
+    idx = np.sort(idx)
+    ok = idx[(idx + steps - 1 < len(episode))]
+    ok = ok[episode[np.minimum(ok + steps - 1, len(episode) - 1)] == episode[ok]]
+    ends = data["terminations"] | data["truncations"]
+    ok = ok[[not ends[i : i + steps - 1].any() for i in ok]]
+    if len(ok) == 0:
+        return np.zeros(0)
+    start = np.random.default_rng(seed).choice(ok, size=min(windows, len(ok)), replace=False)
+    rows = start[None, :] + np.arange(steps)[:, None]  # (T, B)
+    obs0 = torch.as_tensor(data["observations"][start])
+    actions = torch.as_tensor(data["actions"][rows])  # (T, B, A) or (T, B)
+    truth = torch.as_tensor(data["next_observations"][rows])  # (T, B, O)
+    roll = model.imagine(model.encode(obs0), actions)
+    err = ((roll.obs - truth) / model.delta_scale).pow(2).mean(-1)  # (T, B)
+    return err.mean(1).cpu().numpy()
+
+
 def fit(data: dict, cfg: RunConfig, out_dir: Path, *, progress: bool = True) -> dict[str, float]:
     """Train ``cfg.model`` on ``data`` as ``cfg.fit`` says, with a held-out episode split; writes
     ``config.yaml``, ``metrics.jsonl`` and ``model.pt`` to ``out_dir``.

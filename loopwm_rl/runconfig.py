@@ -130,12 +130,33 @@ class CompareConfig:
     """Each model is fitted once per seed (the seed also picks the validation episodes)."""
     steps: int = 20_000
     """Random-policy transitions collected from ``env.id`` when no ``--data`` is given."""
+    models: tuple[str, ...] = ("looped", "looped_fixed", "stacked_1", "stacked_compute", "stacked_depth")
+    """Models compared (:mod:`loopwm_rl.compare`); ``name+key=value`` adds model overrides."""
+    agent: str = ""
+    """An experiment preset (``pendulum``): also train that agent with each world model and
+    report its final evaluation return (same agent, budget and seeds)."""
+    agent_overrides: tuple[str, ...] = ()
+    """Overrides of the agent's experiment (``train.total_steps=2000``)."""
+    launcher: str = "local"
+    """``local`` (in this process, or ``processes`` at once) or ``ray`` (:mod:`loopwm_rl.jobs`)."""
+    processes: int = 1
+    """Local launcher: jobs at once, each in a fresh process when > 1."""
+    ray_address: str = ""
+    """Ray: an existing cluster's address; empty starts a local instance."""
+    cpus_per_job: float = 1.0
+    gpus_per_job: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ConfigError("compare.seeds must name at least one seed")
-        if self.steps < 1:
-            raise ConfigError(f"compare.steps={self.steps} must be >= 1")
+        if not self.models:
+            raise ConfigError("compare.models must name at least one model")
+        if self.steps < 1 or self.processes < 1:
+            raise ConfigError(f"compare.steps={self.steps} and compare.processes={self.processes} must be >= 1")
+        if self.launcher not in ("local", "ray"):
+            raise ConfigError(f"compare.launcher={self.launcher!r} is not one of ['local', 'ray']")
+        if self.cpus_per_job <= 0 or self.gpus_per_job < 0:
+            raise ConfigError("compare.cpus_per_job must be > 0 and compare.gpus_per_job >= 0")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -191,23 +191,105 @@ def test_incompatible_checkpoint_for_dataset(tmp_path, capsys):
     assert "the model expects 3" in capsys.readouterr().err
 
 
-def test_compare_looped_and_stacked_on_the_same_data(tmp_path, capsys):
-    data = tmp_path / "ball.npz"
+@pytest.fixture(scope="module")
+def ball_data(tmp_path_factory):
+    data = tmp_path_factory.mktemp("ball") / "ball.npz"
     assert run("collect", "--env", "LoopWM/BouncingBall-v0", "--steps", 400, "--out", data, "--quiet") == 0
+    return data
+
+
+def _compare_rows(out):
+    return list(csv.DictReader((out / "compare.csv").open()))
+
+
+def test_compare_five_models_on_the_same_data(tmp_path, ball_data):
+    from loopwm_rl.compare import COLUMNS
+
     out = tmp_path / "cmp"
-    assert run("compare", "debug", "--data", data, "--out", out, "compare.seeds=[0]", "fit.updates=5", "--quiet") == 0
-    rows = list(csv.DictReader((out / "compare.csv").open()))
-    # debug: max_loops 4, every training sequence runs all 4 loops -> a 4-block stacked model
-    assert [r["model"] for r in rows] == ["looped", "stacked (param-matched, L=1)", "stacked (compute-matched, L=4)"]
-    looped, param, compute = rows
-    assert looped["block_params"] == param["block_params"] and int(compute["block_params"]) == 4 * int(
+    args = ["compare", "debug", "--data", ball_data, "--out", out, "compare.seeds=[0]", "fit.updates=5"]
+    assert run(*args, "--quiet") == 0
+    rows = _compare_rows(out)
+    # debug: max_loops 4 at budget 0.2 -> 0.8 realised loops -> the same-compute stack has L=1
+    assert [r["model"] for r in rows] == [
+        "looped (adaptive)",
+        "looped (fixed K=4)",
+        "stacked (L=1, same params)",
+        "stacked (L=1, same compute)",
+        "stacked (L=4, same depth)",
+    ]
+    assert list(rows[0]) == COLUMNS
+    for r in rows:  # every column filled (no agent asked for: no return)
+        assert all(r[c] != "" for c in COLUMNS if c != "return"), r
+    looped, fixed, param, _, depth = rows
+    assert looped["block_params"] == param["block_params"] and int(depth["block_params"]) == 4 * int(
         param["block_params"]
     )
-    assert float(compute["mflops_per_transition"]) > float(param["mflops_per_transition"])
+    assert float(fixed["loops_mean"]) == 4.0 and float(depth["mflops_per_transition"]) > float(
+        param["mflops_per_transition"]
+    )
     report = (out / "report.html").read_text()
-    assert 'id="looped-vs-stacked"' in report and "compute-matched" in report
-    assert run("compare", "looped", "debug", "--data", data, "--out", out, "--quiet") == 2
-    assert "exists" in capsys.readouterr().err
+    assert 'id="looped-vs-stacked"' in report and "same depth" in report
+
+
+def test_a_killed_comparison_resumes_without_redoing_finished_jobs(tmp_path, ball_data, capsys):
+    out = tmp_path / "cmp"
+    args = ["compare", "debug", "--data", ball_data, "--out", out, "fit.updates=5", "compare.seeds=[0,1]"]
+    args += ["compare.models=[looped,stacked_1]"]
+    assert run(*args, "--quiet") == 0
+    results = sorted((out / "jobs").glob("*.json"))
+    assert len(results) == 4
+    # as if the grid had been killed before its last job finished
+    results[-1].unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in results[:-1]}
+    capsys.readouterr()
+    assert run(*args) == 0
+    assert "1 jobs ran, 3 skipped (result exists), 0 failed" in capsys.readouterr().out
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    assert len(_compare_rows(out)) == 4
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("compare.models=[looped,transformer_xl]", "unknown model 'transformer_xl'"),
+        ("compare.seeds=[]", "compare.seeds must name at least one seed"),
+        ("compare.launcher=slurm", "compare.launcher='slurm'"),
+    ],
+)
+def test_bad_compare_input_fails_before_anything_runs(tmp_path, ball_data, capsys, override, message):
+    out = tmp_path / "cmp"
+    assert run("compare", "debug", "--data", ball_data, "--out", out, override, "--quiet") == 2
+    assert message in capsys.readouterr().err
+    assert not (out / "runs").exists()
+
+
+def test_an_unreachable_ray_cluster_is_named_before_any_fit(tmp_path, ball_data, capsys):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'loopwm-rl[ray]'")
+    out = tmp_path / "cmp"
+    args = ["compare", "debug", "--data", ball_data, "--out", out, "compare.launcher=ray"]
+    assert run(*args, "compare.ray_address=127.0.0.1:9", "--quiet") == 2
+    assert "no Ray cluster answers at '127.0.0.1:9'" in capsys.readouterr().err
+    assert not (out / "runs").exists()
+
+
+@pytest.mark.slow
+def test_compare_through_a_local_ray_instance_matches_the_local_launcher(tmp_path, ball_data):
+    pytest.importorskip("ray", reason="Ray is not installed: pip install 'loopwm-rl[ray]'")
+    import ray
+
+    common = ["compare", "debug", "--data", ball_data, "fit.updates=5", "compare.seeds=[0]", "--quiet"]
+    common += ["compare.models=[looped,stacked_depth]"]
+    assert run(*common, "--out", tmp_path / "local") == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert run(*common, "--out", tmp_path / "ray", "compare.launcher=ray") == 0
+    finally:
+        ray.shutdown()
+    local, remote = _compare_rows(tmp_path / "local"), _compare_rows(tmp_path / "ray")
+    assert [r["model"] for r in remote] == [r["model"] for r in local]
+    for a, b in zip(local, remote, strict=True):
+        for key in ("params", "loops_mean", "pred_error", "open_loop_10"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-6), key
 
 
 def test_a_newcomers_path_collect_fit_imagine_check_env(tmp_path):
@@ -264,7 +346,7 @@ def test_train_fit_and_compare_write_one_config_schema(tmp_path):
     assert train.train.total_steps == 150 and train.preset == "bouncing_ball+debug"
     assert fit.model.kind == "stacked" and fit.fit.lr == 0.002 and fit.fit.data == str(data)
     assert comp.compare.seeds == (1,) and comp.fit.updates == 2
-    assert read_config(tmp_path / "c" / "looped-K__seed1").fit.seed == 1
+    assert read_config(tmp_path / "c" / "runs" / "looped__s1").fit.seed == 1
     # a resume of a fit run is refused by name
     assert run("train", "--resume", tmp_path / "f") == 2
 
