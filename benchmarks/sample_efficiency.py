@@ -103,12 +103,13 @@ def run_sb3(task: str, seed: int, budgets: list[int]) -> dict:
     import torch
     from stable_baselines3 import DQN, SAC
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
 
     from loopwm_rl.envs import make_env
 
     torch.set_num_threads(1)
     env_id = TASKS[task][0]
-    env, eval_env = make_env(env_id), make_env(env_id)
+    env, eval_env = make_env(env_id), Monitor(make_env(env_id))
     if isinstance(env.action_space, gym.spaces.Discrete):
         # RL-Zoo's CartPole-v1 settings; SB3's DQN defaults are Atari's
         algo = DQN(
