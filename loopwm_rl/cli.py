@@ -172,8 +172,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    out = write_report(args.run_dir, args.out)
-    print(f"wrote {out}")
+    out = write_report(*args.run_dirs, out=args.out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB; open it in a browser, no network needed)")
     return 0
 
 
@@ -261,9 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true")
     comp.set_defaults(func=_cmd_compare)
 
-    report = sub.add_parser("report", help="a self-contained HTML dashboard of a run (readable offline)")
-    report.add_argument("run_dir", metavar="RUN_DIR")
-    report.add_argument("--out", help="FILE.html (default: RUN_DIR/report.html)")
+    report = sub.add_parser(
+        "report", help="a self-contained HTML dashboard of a run, or of several side by side (readable offline)"
+    )
+    report.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    report.add_argument("--out", help="FILE.html (default for one run: RUN_DIR/report.html; needed for several)")
     report.set_defaults(func=_cmd_report)
 
     envs = sub.add_parser("envs", help="list the environment suite and what makes a transition hard")

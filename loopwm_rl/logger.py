@@ -141,12 +141,12 @@ class Logger:
                     warnings.warn(f"offline wandb.log failed too ({err}); wandb is off", RuntimeWarning, stacklevel=3)
                     self.wandb = None
 
-    def log_depth_trace(self, steps: list[dict[str, Any]], env_step: int, max_loops: int) -> None:
-        """One evaluation episode's depth per step: ``rollouts.jsonl`` always; in wandb,
-        ``rollout/loops`` against ``rollout/step``, a Table and a line plot with hard steps
-        marked."""
-        self.log_record("rollouts", {"env_step": int(env_step), "steps": steps})
-        if self.wandb is None:
+    def log_depth_trace(self, steps: list[dict[str, Any]], env_step: int, max_loops: int, episode: int = 0) -> None:
+        """One evaluation episode's depth per step: ``rollouts.jsonl`` always (every episode);
+        in wandb, for the first episode, ``rollout/loops`` against ``rollout/step``, a Table and
+        a line plot with hard steps marked."""
+        self.log_record("rollouts", {"env_step": int(env_step), "episode": int(episode), "steps": steps})
+        if self.wandb is None or episode != 0:
             return
         import wandb
 

@@ -208,15 +208,18 @@ class Trainer:
                 scores = self.model.score(obs_t, act_t, nxt_t, z=z)
                 z = self.model.observe(z, act_t, nxt_t)
                 killpoints.reach("eval")
-                trace.append(
-                    {
-                        "step": len(trace),
-                        "loops": int(scores.loops[0]),
-                        "hard": bool(info.get("hard", False)),
-                        "reward": float(reward),
-                        "pred_error": float(scores.error[0]),
-                    }
-                )
+                step_record = {
+                    "step": len(trace),
+                    "loops": int(scores.loops[0]),
+                    "hard": bool(info.get("hard", False)),
+                    "reward": float(reward),
+                    "pred_error": float(scores.error[0]),
+                    # the relative latent change at each loop run: the report's convergence by class
+                    "residuals": [round(float(r), 5) for r in scores.residuals[0][: int(scores.loops[0])]],
+                }
+                if "events" in info:
+                    step_record["events"] = int(info["events"])
+                trace.append(step_record)
                 residuals.append(scores.residuals[0])
                 plan.append(stats.as_metrics())
                 total += reward
@@ -225,10 +228,9 @@ class Trainer:
             loops += [r["loops"] for r in trace]
             hard += [r["hard"] for r in trace]
             errors += [r["pred_error"] for r in trace]
-            if ep == 0:
-                self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap)
-                if frames:
-                    self._save_frames(frames, trace)
+            self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap, episode=ep)
+            if ep == 0 and frames:
+                self._save_frames(frames, trace)
         self.model.train()
         has_hard = any(hard) or "LoopWM/" in self.cfg.env.id
         cap = self.model.cfg.loop_cap

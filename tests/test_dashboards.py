@@ -86,29 +86,48 @@ def test_metrics_jsonl_holds_every_depth_metric(offline_run):
     assert len(trace["steps"]) == 50 and {"step", "loops", "hard", "reward", "pred_error"} <= set(trace["steps"][0])
 
 
+def figure(text: str, div_id: str) -> list[dict]:
+    """The traces of the Plotly chart drawn into ``div_id`` (the JSON after ``Plotly.newPlot``)."""
+    start = text.index("[", text.index(f'Plotly.newPlot(                        "fig-{div_id}"'))
+    traces, _ = json.JSONDecoder().raw_decode(text, start)
+    return traces
+
+
 def test_report_is_self_contained_with_sections_and_data(offline_run):
     path = offline_run / "report.html"
     assert path.is_file(), "train writes the report at the end"
     text = path.read_text()
-    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), "the report must not reference a URL"
-    assert "<script src" not in text and "<link" not in text
+    # nothing is fetched: no external scripts, styles or images; plotly.js is inlined once
+    # (its own map code names tile servers, used only by map charts, which the report has none of)
+    assert text.count('<script id="plotly-js">') == 1
+    page = re.sub(r'<script id="plotly-js">.*?</script>', "", text, count=1, flags=re.S)
+    assert "<script src" not in page and "<link" not in page
+    assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", page)
+    assert page.count("Plotly.newPlot(") >= 6
     for section in (
         "summary",
         "depth-per-step",
-        "loop-histogram",
-        "loops-vs-prediction-error",
-        "convergence-curve",
+        "where-the-loops-go",
+        "loops-over-training",
         "training-curves",
         "error-over-the-episode",
+        "filmstrip",
     ):
         assert f'id="{section}"' in text, section
-    trace = json.loads((offline_run / "rollouts.jsonl").read_text().splitlines()[-1])["steps"]
-    points = re.search(r'data-name="loops"[^>]*points="([^"]*)"', text).group(1).split()
-    assert len(points) == len(trace)
-    n_hard = sum(s["hard"] for s in trace)
-    assert text.count('class="mark"') == n_hard
-    assert text.count('class="point"') >= len(trace)
-    assert f"<td>{trace[0]['loops']}</td>" in text
+    traces = [json.loads(line) for line in (offline_run / "rollouts.jsonl").read_text().splitlines()]
+    last = [t for t in traces if t["env_step"] == traces[-1]["env_step"]]
+    loops_traces = [t for t in figure(text, "loops-per-step") if t["type"] == "scatter"]
+    assert len(loops_traces) == len(last)  # every evaluation episode, not one
+    for chart, episode in zip(loops_traces, last, strict=True):
+        assert chart["y"] == [s["loops"] for s in episode["steps"]]
+    hard_bars = [t for t in figure(text, "loops-per-step") if t["type"] == "bar"]
+    assert sum(len(t["x"]) for t in hard_bars) == sum(s["hard"] for e in last for s in e["steps"])
+    boxes = figure(text, "loops-hard-easy")
+    assert {b["name"].split(" ")[0] for b in boxes} <= {"hard", "easy", "all"}
+    assert sum(len(b["y"]) for b in boxes) == sum(len(e["steps"]) for e in last)
+    assert len(figure(text, "convergence")) >= 1 and len(figure(text, "loops-by-events")) == 1
+    # hovering a point of the first episode shows its frame
+    assert 'chart.on("plotly_hover"' in text and loops_traces[0]["meta"] == "frames"
 
 
 def test_report_on_bad_directories(tmp_path, capsys):
@@ -240,3 +259,52 @@ def test_pendulum_records_no_frames_by_default(tmp_path):
     assert trainer.frames is False
     suite = Trainer(load_run_config(["bouncing_ball", "debug"], ["train.frames=never"]), tmp_path, progress=False)
     assert suite.frames is False
+
+
+CHECK = """<script>window.addEventListener("load", () => setTimeout(() => {
+  const plots = [...document.querySelectorAll(".plotly-graph-div")];
+  const drawn = plots.filter(p => p.querySelector(".main-svg"));
+  const images = [...document.images], bad = images.filter(i => !(i.complete && i.naturalWidth > 0));
+  document.body.setAttribute("data-check", JSON.stringify(
+    {plots: plots.length, drawn: drawn.length, images: images.length, bad: bad.length, errors: window.__errors}));
+}, 500));</script>"""
+CATCH = """<script>window.__errors = [];
+window.addEventListener("error", e => window.__errors.push(String(e.message)));
+const consoleError = console.error;
+console.error = (...args) => { window.__errors.push(args.join(" ")); consoleError(...args); };</script>"""
+
+
+def test_the_report_renders_in_headless_chromium(offline_run, tmp_path):
+    """The report opened in a browser: no console errors, every chart drawn, every image decoded."""
+    import shutil
+    import subprocess
+
+    browser = next(
+        (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+    )
+    if browser is None:
+        pytest.skip(
+            "headless Chromium is not installed (apt-get install chromium): the report was not opened in a browser"
+        )
+    text = (offline_run / "report.html").read_text()
+    page = tmp_path / "report.html"  # an instrumented copy: errors are caught, results written into the DOM
+    page.write_text(text.replace("<head>", "<head>" + CATCH, 1).replace("</body>", CHECK + "</body>", 1))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+    flags += [f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=20000", "--dump-dom"]
+    dom = subprocess.run([browser, *flags, page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'data-check="([^"]*)"', dom)
+    assert found, "the page never finished loading"
+    check = json.loads(found.group(1).replace("&quot;", '"'))
+    assert check["errors"] == []
+    assert check["plots"] >= 6 and check["drawn"] == check["plots"]
+    assert check["images"] >= 17 and check["bad"] == 0  # 16 filmstrip frames and the hover frame
+
+
+def test_a_report_of_two_runs_puts_them_side_by_side(offline_run, tmp_path):
+    out = tmp_path / "both.html"
+    assert main(["report", str(offline_run), str(offline_run), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert 'id="side-by-side"' in text and f"<th>{offline_run.name}</th><th>{offline_run.name} (2)</th>" in text
+    returns = figure(text, "eval-return-mean")
+    assert len(returns) == 2 and returns[0]["y"] == returns[1]["y"]
+    assert main(["report", str(offline_run), str(offline_run)]) == 2  # several runs need --out
