@@ -179,6 +179,50 @@ class Logger:
             }
         )
 
+    def log_depth_views(self, steps: list[dict[str, Any]], env_step: int) -> None:
+        """The report's depth views of one evaluation (every episode's steps) as wandb charts:
+        mean loops on hard and easy steps, by events, error by loops (scatter) and the
+        convergence curve per class, each with its table (``depth/view_*``)."""
+        if self.wandb is None or not steps:
+            return
+        import wandb
+
+        hard = np.array([bool(s.get("hard")) for s in steps])
+        loops = np.array([s["loops"] for s in steps], dtype=float)
+        rows = [[c, float(loops[m].mean()), int(m.sum())] for c, m in (("easy", ~hard), ("hard", hard)) if m.any()]
+        by_class = wandb.Table(columns=["class", "mean loops", "steps"], data=rows)
+        payload = {
+            "env_step": int(env_step),
+            "depth/view_hard_easy": wandb.plot.bar(by_class, "class", "mean loops", title="mean loops, hard vs easy"),
+        }
+        points = wandb.Table(
+            columns=["loops", "pred_error", "hard"], data=[[s["loops"], s["pred_error"], int(s["hard"])] for s in steps]
+        )
+        payload["depth/view_error_by_loops"] = wandb.plot.scatter(points, "loops", "pred_error", title="error by loops")
+        if all("events" in s for s in steps):
+            events = np.array([s["events"] for s in steps])
+            data = [[str(e), float(loops[events == e].mean())] for e in sorted(set(events.tolist()))]
+            table = wandb.Table(columns=["events", "mean loops"], data=data)
+            chart = wandb.plot.bar(table, "events", "mean loops", title="loops by events")
+            payload["depth/view_loops_by_events"] = chart
+        if all(s.get("residuals") for s in steps):
+            K = max(len(s["residuals"]) for s in steps)
+            res = np.full((len(steps), K), np.nan)
+            for i, s in enumerate(steps):
+                res[i, : len(s["residuals"])] = s["residuals"]
+            classes = [(c, m) for c, m in (("easy", ~hard), ("hard", hard)) if m.any()]
+            with warnings.catch_warnings():  # a loop no step of a class reached has no mean
+                warnings.simplefilter("ignore", RuntimeWarning)
+                curves = [np.nan_to_num(np.nanmean(res[m], 0)).tolist() for _, m in classes]
+            payload["depth/view_convergence"] = wandb.plot.line_series(
+                xs=list(range(1, K + 1)),
+                ys=curves,
+                keys=[c for c, _ in classes],
+                title="relative latent change at loop k",
+                xname="loop k",
+            )
+        self._wandb_log(payload)
+
     def log_video(self, path: str | Path, env_step: int) -> None:
         """An evaluation episode's clip (a GIF: wandb logs it without a video encoder) as
         ``rollout/video``."""

@@ -190,7 +190,7 @@ class Trainer:
         calibration = self._calibrate_halting(recent)
         _, action, z = recent
         calibration.update(run_setup.check_contraction(self.model, z[-512:], action[-512:]))
-        returns, loops, hard, errors, residuals, plan = [], [], [], [], [], []
+        returns, loops, hard, errors, residuals, plan, all_steps = [], [], [], [], [], [], []
         self.model.eval()
         frames: list[np.ndarray] = []
         for ep in range(self.cfg.train.eval_episodes):
@@ -225,6 +225,7 @@ class Trainer:
                 total += reward
                 obs, done = nxt, terminated or truncated
             returns.append(total)
+            all_steps += trace
             loops += [r["loops"] for r in trace]
             hard += [r["hard"] for r in trace]
             errors += [r["pred_error"] for r in trace]
@@ -232,6 +233,7 @@ class Trainer:
             if ep == 0 and frames:
                 self._save_frames(frames, trace)
         self.model.train()
+        self.logger.log_depth_views(all_steps, self.step)
         has_hard = any(hard) or "LoopWM/" in self.cfg.env.id
         cap = self.model.cfg.loop_cap
         metrics = {

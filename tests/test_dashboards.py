@@ -67,6 +67,10 @@ def test_offline_wandb_run_holds_histogram_table_and_line_plot(offline_run):
         b"rollout/loops",
         b"rollout/step",
         b"depth/auroc_hard",
+        b"depth/view_hard_easy",
+        b"depth/view_error_by_loops",
+        b"depth/view_loops_by_events",
+        b"depth/view_convergence",
     ):
         assert key in data, key
     tables = list((wandb_dir / "files" / "media" / "table" / "rollout").glob("depth_table*.table.json"))
