@@ -44,6 +44,7 @@ from .rundir import write_config
 MODELS = ("looped", "looped_fixed", "stacked_1", "stacked_compute", "stacked_depth")
 COLUMNS = [
     "model",
+    "key",
     "seed",
     "params",
     "block_params",
