@@ -149,10 +149,10 @@ def run_sb3(task: str, seed: int, budgets: list[int]) -> dict:
     }
 
 
-def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str]) -> list[Job]:
+def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str], max_steps: int = 0) -> list[Job]:
     out = []
     for task in tasks:
-        budgets = list(TASKS[task][2])
+        budgets = [b for b in TASKS[task][2] if not max_steps or b <= max_steps]
         for method in methods:
             for seed in seeds:
                 kwargs = {"task": task, "seed": seed, "budgets": budgets}
@@ -258,11 +258,18 @@ def main() -> None:
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local instance)")
     parser.add_argument("--runs-dir", default="runs/sample_efficiency")
     parser.add_argument("--summarize", action="store_true", help="only aggregate the result files")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=0,
+        help="stop at this budget point (0: the task's last); to go further later, delete the result "
+        "file and re-run: the looped run resumes from its checkpoint",
+    )
     parser.add_argument("--out", default=str(HERE / "results"), help="where the CSV, table and plot go")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the looped agent's train")
     args = parser.parse_args()
     if not args.summarize:
-        grid = jobs(args.tasks, args.methods, args.seeds, args.runs_dir, args.overrides)
+        grid = jobs(args.tasks, args.methods, args.seeds, args.runs_dir, args.overrides, args.max_steps)
         report = run_jobs(grid, args.launcher, processes=args.processes, ray_address=args.ray_address)
         print(report.summary())
     summarize(Path(args.out))
