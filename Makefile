@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=$(THREADS) $(BIN)/loopwm-rl train pendulum demo train.threads=$(THREADS)
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/loopwm-rl train bouncing_demo train.threads=$(THREADS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -387,6 +387,10 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{where}={value!r} is not a string")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} expects a mapping, got {value!r}")
+        return dict(value)
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]

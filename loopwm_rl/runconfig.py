@@ -41,6 +41,9 @@ class EnvConfig:
     action_repeat: int = 1
     """Env steps per agent decision (rewards summed). Step budgets, evaluation and checkpoint
     intervals still count env steps."""
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Arguments of the env's constructor (``env.kwargs.thrust=1.5``); unknown ones are an
+    error naming the valid ones."""
 
 
 @dataclasses.dataclass(frozen=True)

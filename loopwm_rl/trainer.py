@@ -30,7 +30,9 @@ from .update import DivergenceGuard, make_optimizer, update
 
 
 def env_kwargs(cfg: RunConfig) -> dict:
-    kwargs = {"max_episode_steps": cfg.env.max_episode_steps} if cfg.env.max_episode_steps > 0 else {}
+    kwargs = dict(cfg.env.kwargs)
+    if cfg.env.max_episode_steps > 0:
+        kwargs["max_episode_steps"] = cfg.env.max_episode_steps
     return {**kwargs, "action_repeat": cfg.env.action_repeat} if cfg.env.action_repeat != 1 else kwargs
 
 
