@@ -442,3 +442,12 @@ def test_a_critic_that_keeps_diverging_stops_the_run(tmp_path, capsys, monkeypat
     argv = ["train", "pendulum", "debug", f"train.runs_dir={tmp_path}", "train.max_bad_updates=3", "--quiet"]
     assert run(*argv) == 2
     assert "3 updates in a row were non-finite (last: critic: train/q_loss)" in capsys.readouterr().err
+
+
+def test_env_kwargs_reach_the_env_and_bad_ones_are_named(tmp_path, capsys):
+    args = ["train", "bouncing_ball", "debug", f"train.runs_dir={tmp_path}", "train.total_steps=120", "--quiet"]
+    assert run(*args, "env.kwargs.thrust=1.5") == 0
+    assert read_config(only_run(tmp_path)).env.kwargs == {"thrust": 1.5}
+    assert run(*args, "env.kwargs.thrusst=1.5") == 2
+    err = capsys.readouterr().err
+    assert "thrusst" in err and "thrust" in err.split("Valid arguments")[1]
