@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from depth_vs_difficulty import fit_config, held_out_split, run_once  # one split, fit and grid for every benchmark
+from depth_vs_difficulty import add_launcher_args, fit_config, held_out_split, launch  # one split, fit and grid
 
 from loopwm_rl.config import load_model_config
 from loopwm_rl.dataset import collect
+from loopwm_rl.jobs import Job
 from loopwm_rl.offline import open_loop_error, score_transitions
 
 RESULTS = Path(__file__).parent / "results" / "deferred"
@@ -121,23 +122,34 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=2000)
     parser.add_argument("--horizon", type=int, default=6, help="training sequence length (K of deferred decoding)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
+    add_launcher_args(parser)
     parser.add_argument("--summarize", nargs="*", metavar="JSON", help="only print the table (default: every result)")
     args = parser.parse_args()
     if args.summarize is not None:
         summarize([Path(p) for p in args.summarize] or list(RESULTS.glob("*.json")))
         return
-    torch.set_num_threads(cores.resolve_threads(args.threads))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for env_id in args.envs:
-        for seed in args.seeds:
-            for variant in args.variants:
-                path = RESULTS / f"{env_id.replace('/', '-')}__{variant}__s{seed}.json"
-                result = run_once(path, lambda: run_one(env_id, variant, seed, args))  # noqa: B023 - called at once
-                if result is not None:
-                    print(
-                        f"{path.name}: one-step {result['one_step']:.4f}, open-loop {np.mean(result['open_loop']):.4f}"
-                    )
+    grid = [
+        Job(
+            name=f"{env_id.replace('/', '-')}__{variant}__s{seed}",
+            fn=f"{__file__}:job",
+            kwargs={"env_id": env_id, "variant": variant, "seed": seed, "args": vars(args)},
+            result=RESULTS / f"{env_id.replace('/', '-')}__{variant}__s{seed}.json",
+            threads=cores.resolve_threads(args.threads),
+        )
+        for env_id in args.envs
+        for seed in args.seeds
+        for variant in args.variants
+    ]
+    launch(grid, args)
     summarize(list(RESULTS.glob("*.json")))
+
+
+def job(env_id: str, variant: str, seed: int, args: dict) -> dict:
+    """One cell of the grid, as a job of :mod:`loopwm_rl.jobs`."""
+    ns = argparse.Namespace(**args)
+    torch.set_num_threads(cores.resolve_threads(ns.threads))
+    return run_one(env_id, variant, seed, ns)
 
 
 if __name__ == "__main__":

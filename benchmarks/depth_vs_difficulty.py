@@ -17,8 +17,9 @@ one-step error at max loops. Data: one dataset per env and seed, split by episod
 / validation 10 % / test 20 %); one model fitted with the config's rule, calibrated on the
 validation split. Other heads (``--rules``) are trained on its frozen weights (:func:`fit_head`).
 
-Each (env, config, seed) writes ``benchmarks/results/depth/ENV__CONFIG__sSEED.json`` and is
-skipped when that file exists, so a grid fills in over several runs:
+Each (env, config, seed) is a job (:mod:`loopwm_rl.jobs`) that writes
+``benchmarks/results/depth/ENV__CONFIG__sSEED.json`` and is skipped when that file exists, so a
+grid fills in over several runs (``--launcher ray`` fans it out over a Ray cluster):
 
     python benchmarks/depth_vs_difficulty.py --envs LoopWM/Cradle-v0 --seeds 0 1 2 \
         --name objects --set tokenizer=objects
@@ -38,7 +39,6 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ from loopwm_rl.dataset import SequenceSampler, collect, episode_index, split_epi
 from loopwm_rl.depth import auroc, spearman
 from loopwm_rl.envs import SUITE
 from loopwm_rl.halting import make_halting
+from loopwm_rl.jobs import LAUNCHERS, Job, run_jobs
 from loopwm_rl.offline import episode_latents, fit, score_transitions
 from loopwm_rl.runconfig import RunConfig
 
@@ -279,15 +280,26 @@ def run_one(env_id: str, seed: int, args) -> dict:
     return result
 
 
-def run_once(path: Path, produce: Callable[[], dict], force: bool = False) -> dict | None:
-    """``produce()`` written to ``path`` as JSON, unless ``path`` exists (then None, unless
-    ``force``): every benchmark grid fills in over several runs, one result file per cell."""
-    if path.exists() and not force:
-        print(f"skip {path.name}: exists", flush=True)
-        return None
-    result = produce()
-    path.write_text(json.dumps(result, indent=1))
-    return result
+def job(env_id: str, seed: int, args: dict) -> dict:
+    """One (env, seed) cell of the grid, as a job of :mod:`loopwm_rl.jobs`."""
+    ns = argparse.Namespace(**args)
+    torch.set_num_threads(cores.resolve_threads(ns.threads))
+    return run_one(env_id, seed, ns)
+
+
+def add_launcher_args(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark grid takes to run its jobs (:func:`launch`)."""
+    parser.add_argument("--launcher", default="local", choices=LAUNCHERS, help="local, or ray (the ray extra)")
+    parser.add_argument("--processes", type=int, default=1, help="local launcher: jobs at once, each its own process")
+    parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local instance)")
+    parser.add_argument("--force", action="store_true", help="re-run even where a result file exists")
+
+
+def launch(jobs: list[Job], args: argparse.Namespace) -> None:
+    """Run a benchmark grid's jobs: those whose result file exists are skipped (unless
+    ``--force``), so a grid fills in over several runs, one result file per cell."""
+    report = run_jobs(jobs, args.launcher, processes=args.processes, ray_address=args.ray_address, force=args.force)
+    print(report.summary(), flush=True)
 
 
 def result_path(env_id: str, name: str, seed: int) -> Path:
@@ -378,21 +390,26 @@ def main() -> None:
         "--rules", nargs="*", default=[], help="more rules beside the model's own: convergence, learned/OBJECTIVE, act"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: one (loopwm_rl.cores)")
-    parser.add_argument("--force", action="store_true", help="re-run even where a result file exists")
+    add_launcher_args(parser)
     parser.add_argument("--summarize", nargs="*", metavar="JSON", help="only print tables (default: every result)")
     args = parser.parse_args()
     if args.summarize is not None:
         summarize([Path(p) for p in args.summarize] or list(RESULTS.glob("*.json")))
         return
-    torch.set_num_threads(cores.resolve_threads(args.threads))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for env_id in args.envs:
-        for seed in args.seeds:
-            path = result_path(env_id, args.name, seed)
-            result = run_once(path, lambda: run_one(env_id, seed, args), args.force)  # noqa: B023 - called at once
-            if result is not None:
-                print(f"{path.name}: {result['wall_s']:.0f} s", flush=True)
-            summarize([path])
+    grid = [
+        Job(
+            name=result_path(env_id, args.name, seed).stem,
+            fn=f"{__file__}:job",
+            kwargs={"env_id": env_id, "seed": seed, "args": vars(args)},
+            result=result_path(env_id, args.name, seed),
+            threads=cores.resolve_threads(args.threads),
+        )
+        for env_id in args.envs
+        for seed in args.seeds
+    ]
+    launch(grid, args)
+    summarize([j.result for j in grid if j.result.exists()])
 
 
 if __name__ == "__main__":

@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from depth_vs_difficulty import fit_config, held_out_split, run_once, split_stats  # one split, fit and statistic
+from depth_vs_difficulty import add_launcher_args, fit_config, held_out_split, launch, split_stats
 
 from loopwm_rl.calibration import calibrate
 from loopwm_rl.config import load_model_config
 from loopwm_rl.dataset import collect
 from loopwm_rl.depth import auroc
 from loopwm_rl.envs import SUITE
+from loopwm_rl.jobs import Job
 from loopwm_rl.offline import score_transitions
 
 RESULTS = Path(__file__).parent / "results" / "easy_floor"
@@ -225,7 +226,7 @@ def main() -> None:
     parser.add_argument(
         "--from-depth", nargs=2, metavar=("CONFIG", "VARIANT"), help="import depth-benchmark results as VARIANT rows"
     )
-    parser.add_argument("--force", action="store_true", help="re-run even where a result file exists")
+    add_launcher_args(parser)
     parser.add_argument("--summarize", nargs="*", metavar="JSON", help="only print the table (default: every result)")
     args = parser.parse_args()
     if args.from_depth:
@@ -240,18 +241,32 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)} (or add one with --name/--set)")
-    torch.set_num_threads(cores.resolve_threads(args.threads))
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for env_id in args.envs:
-        for seed in args.seeds:
-            for size in args.sizes:
-                for variant in variants:
-                    path = result_path(env_id, size, variant + args.suffix, seed)
-                    result = run_once(path, lambda: run_one(env_id, size, variant, seed, args), args.force)  # noqa: B023
-                    if result is None:
-                        continue
-                    print(f"{path.name}: fit {result['fit_wall_s']:.0f} s", flush=True)
-                    summarize([p for p in RESULTS.glob("*.json") if p.name.startswith(path.name.split("__")[0])])
+    grid = [
+        Job(
+            name=result_path(env_id, size, variant + args.suffix, seed).stem,
+            fn=f"{__file__}:job",
+            kwargs={"env_id": env_id, "size": size, "variant": variant, "seed": seed, "args": vars(args)},
+            result=result_path(env_id, size, variant + args.suffix, seed),
+            threads=cores.resolve_threads(args.threads),
+        )
+        for env_id in args.envs
+        for seed in args.seeds
+        for size in args.sizes
+        for variant in variants
+    ]
+    launch(grid, args)
+    summarize(list(RESULTS.glob("*.json")))
+
+
+def job(env_id: str, size: str, variant: str, seed: int, args: dict) -> dict:
+    """One cell of the grid, as a job of :mod:`loopwm_rl.jobs` (in a fresh process the variant
+    a ``--name`` run added is added again)."""
+    ns = argparse.Namespace(**args)
+    if ns.name:
+        VARIANTS[ns.name] = (["looped"], list(ns.set))
+    torch.set_num_threads(cores.resolve_threads(ns.threads))
+    return run_one(env_id, size, variant, seed, ns)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,14 @@ import json
 import multiprocessing
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import cores
 from .atomic import atomic_path
 
 LAUNCHERS = ("local", "ray")
@@ -82,6 +84,10 @@ def resolve(fn: str) -> Callable[..., dict]:
     if not sep or not target or not name:
         raise ValueError(f"job function {fn!r} must look like 'package.module:function' or 'file.py:function'")
     if target.endswith(".py"):
+        # as when the file runs as a script: its folder is importable (benchmarks import each other)
+        folder = str(Path(target).resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(Path(target).stem, target)
         if spec is None or spec.loader is None:
             raise ValueError(f"job function {fn!r}: cannot load {target}")
@@ -206,8 +212,12 @@ def _run_ray(
         _check_reachable(address)
     if not ray.is_initialized():
         try:
-            # the workers import job files and the package from this checkout
-            runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}}
+            # the workers import job files and the package from this checkout, and wait for
+            # cores passively as local jobs do (loopwm_rl.cores): a spinning OpenMP pool in one
+            # worker starves the others
+            env_vars = {"PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+            env_vars.update(cores.job_environment({}))
+            runtime_env = {"env_vars": env_vars}
             ray.init(address=address, runtime_env=runtime_env, include_dashboard=False, log_to_driver=False)
         except Exception as err:  # ConnectionError, TimeoutError, RuntimeError, depending on version
             where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
