@@ -142,16 +142,21 @@ def error_by_loops(loops: np.ndarray, errors: np.ndarray, hard: np.ndarray) -> g
 
 
 def convergence(curves: dict[str, np.ndarray]) -> go.Figure:
-    """Mean relative latent change at each loop, one curve per class (``name -> (N, K)``)."""
+    """Mean relative latent change at each loop, one curve per class (``name -> (N, K)``, NaN
+    past the loops a step ran: loop k averages the steps that reached it)."""
     fig = go.Figure()
     for i, (name, res) in enumerate(curves.items()):
-        k = np.arange(1, res.shape[1] + 1)
+        reached = (~np.isnan(res)).sum(0)  # (K,)
+        k = np.arange(1, res.shape[1] + 1)[reached > 0]
+        res = res[:, reached > 0]
         color = HARD if name.startswith("hard") else EASY if name.startswith("easy") else PALETTE[i % 9]
         fig.add_trace(
             go.Scatter(
                 x=k,
-                y=res.mean(0),
-                error_y={"type": "data", "array": res.std(0), "visible": True},
+                y=np.nanmean(res, 0),
+                error_y={"type": "data", "array": np.nanstd(res, 0), "visible": True},
+                customdata=reached[reached > 0],
+                hovertemplate="loop %{x}: %{y:.3g} over %{customdata} steps<extra></extra>",
                 name=f"{name} (n={len(res)})",
                 mode="lines+markers",
                 line={"color": color},
