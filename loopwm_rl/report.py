@@ -113,7 +113,8 @@ def _frames(run: dict) -> tuple[np.ndarray, int] | None:
 
 
 def _caption(s: dict) -> str:
-    mark = f"hard ({s.get('events', 1)} events)" if s.get("hard") else "easy"
+    n = s.get("events", 1)
+    mark = f"hard ({n} event{'' if n == 1 else 's'})" if s.get("hard") else "easy"
     return f"step {s['step']} · {s['loops']} loops · error {s['pred_error']:.3g} · {mark}"
 
 
