@@ -126,7 +126,7 @@ def summarize() -> None:
         r = json.loads(path.read_text())
         groups[(r["env"], r["variant"])].append(r)
     print(
-        "| env | variant | seeds | return (mean ± std over seeds) | MFLOPs / env step | vs fixed8 "
+        "| env | variant | seeds | return (mean ± std over seeds) | MFLOPs / decision | vs fixed8 "
         "| loops / imagined step |"
     )
     print("|---|---|---|---|---|---|---|")
