@@ -10,7 +10,7 @@ planner, changing only how deep its imagined steps go:
   quarter re-scored at the full cap (``planner.screen_loops``), and
   ``screen{s}_adaptive``: the same with the re-scoring under the trained rule at budget 0.5.
 
-World-model FLOPs per env step are ``a * imagined steps + b * loops`` summed over the plan,
+World-model FLOPs per agent decision (one plan; an env step unless `env.action_repeat`) are ``a * imagined steps + b * loops`` summed over the plan,
 with ``a`` (a step's fixed part: input, readout) and ``b`` (one loop of one sample) counted by
 ``torch.utils.flop_counter`` on the model itself; the critic and the planner's own arithmetic
 are left out. Each (run, variant) is one job (:mod:`loopwm_rl.jobs`) with its result file.
@@ -113,7 +113,7 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
         "variant": variant,
         "return_mean": float(np.mean(returns)),
         "returns": returns,
-        "mflops_per_env_step": float(np.mean(flops)) / 1e6,
+        "mflops_per_decision": float(np.mean(flops)) / 1e6,
         "loops_per_imagined_step": float(np.mean(loops)),
         "flops_step_fixed": a,
         "flops_per_loop": b,
@@ -132,13 +132,13 @@ def summarize() -> None:
     print("|---|---|---|---|---|---|---|")
     for env in sorted({e for e, _ in groups}):
         ref = groups.get((env, "fixed8"))
-        ref_flops = np.mean([r["mflops_per_env_step"] for r in ref]) if ref else None
+        ref_flops = np.mean([r["mflops_per_decision"] for r in ref]) if ref else None
         for variant in VARIANTS:
             rows = groups.get((env, variant))
             if not rows:
                 continue
             ret = [r["return_mean"] for r in rows]
-            fl = np.mean([r["mflops_per_env_step"] for r in rows])
+            fl = np.mean([r["mflops_per_decision"] for r in rows])
             ratio = f"{fl / ref_flops:.2f}" if ref_flops else "-"
             loops = np.mean([r["loops_per_imagined_step"] for r in rows])
             cells = [env, variant, len(rows), f"{np.mean(ret):.1f} ± {np.std(ret):.1f}", f"{fl:.1f}", ratio]
