@@ -10,7 +10,8 @@ planner, changing only how deep its imagined steps go:
   quarter re-scored at the full cap (``planner.screen_loops``), and
   ``screen{s}_adaptive``: the same with the re-scoring under the trained rule at budget 0.5.
 
-World-model FLOPs per agent decision (one plan; an env step unless `env.action_repeat`) are ``a * imagined steps + b * loops`` summed over the plan,
+World-model FLOPs per agent decision (one plan; an env step unless ``env.action_repeat``) are
+``a * imagined steps + b * loops`` summed over the plan,
 with ``a`` (a step's fixed part: input, readout) and ``b`` (one loop of one sample) counted by
 ``torch.utils.flop_counter`` on the model itself; the critic and the planner's own arithmetic
 are left out. Each (run, variant) is one job (:mod:`loopwm_rl.jobs`) with its result file.
