@@ -320,10 +320,12 @@ def _many_sections(runs: list[dict], div: Callable[[object, str], str]) -> list[
         ("depth/loops_mean", "Mean loops at each evaluation"),
         ("depth/loops_hard_mean", "Mean loops on hard steps"),
         ("eval/pred_error", "One-step prediction error at each evaluation"),
+        ("fit/val_pred_error", "Held-out one-step error while fitting (fit and compare runs)"),
     ):
         series = {r["name"]: _series(r["metrics"], key) for r in runs if _series(r["metrics"], key)[0]}
         if series:
-            views.append(div(charts.line(title, series, "env step", key), key))
+            # train runs log against env steps, fit runs against updates
+            views.append(div(charts.line(title, series, "env step (train) or update (fit)", key), key))
     sections.append(("Side by side", "".join(views)))
     for run in runs:
         if run["compare"]:
