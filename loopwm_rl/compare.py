@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .checkpoint import load_world_model
-from .config import ConfigError, WorldModelConfig, from_mapping, to_dict
+from .config import ConfigError, WorldModelConfig, from_mapping, merge_dicts, parse_overrides, to_dict
 from .dataset import load_dataset, split_episodes
 from .depth import auroc
 from .jobs import Job, load_results, run_jobs
@@ -97,24 +97,11 @@ def variant(cfg: WorldModelConfig, name: str) -> tuple[str, WorldModelConfig]:
     label, model = known[base]
     if overrides:
         try:
-            model = from_mapping(WorldModelConfig, _nest(to_dict(model), overrides))
+            model = from_mapping(WorldModelConfig, merge_dicts(to_dict(model), parse_overrides(overrides)))
         except (ConfigError, ValueError) as err:
             raise ConfigError(f"compare.models: {name!r}: {err}") from err
         label = f"{label} + {', '.join(overrides)}"
     return label, model
-
-
-def _nest(data: dict, overrides: list[str]) -> dict:
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} must look like key=value")
-        *parents, leaf = key.split(".")
-        node = data
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return data
 
 
 def measure(model, data: dict, idx: np.ndarray) -> dict[str, float]:

@@ -78,3 +78,13 @@ def contraction_warning(curve: np.ndarray, tolerance: float = 0.95) -> str | Non
         f"the loop is not contracting on held-out data: relative change per loop {shown} "
         f"(loop {len(curve)} at {curve[-1] / curve[1]:.2f}x loop 2); extra loops will not converge"
     )
+
+
+def residual_matrix(steps: list[dict]) -> np.ndarray:
+    """(N, K) relative latent change at each loop of evaluation trace steps (their
+    ``residuals`` lists), NaN past the loops a step ran."""
+    K = max(len(s["residuals"]) for s in steps)
+    out = np.full((len(steps), K), np.nan)
+    for i, s in enumerate(steps):
+        out[i, : len(s["residuals"])] = s["residuals"]
+    return out

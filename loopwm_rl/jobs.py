@@ -71,6 +71,15 @@ class GridReport:
     failed: dict[str, str] = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
 
+    def record(self, job: Job, done: int, total: int, error: BaseException | None, log: Callable[[str], None]) -> None:
+        """Note how ``job`` ended (``error`` None: it ran) and log it as job ``done`` of ``total``."""
+        if error is None:
+            self.ran.append(job.name)
+            log(f"[{done}/{total}] {job.name} done")
+        else:
+            self.failed[job.name] = _last_line(error)
+            log(f"[{done}/{total}] {job.name} FAILED: {_last_line(error)}")
+
     def summary(self) -> str:
         line = f"{len(self.ran)} jobs ran, {len(self.skipped)} skipped (result exists), {len(self.failed)} failed"
         lines = [f"{line} in {self.wall_s:.0f} s"]
@@ -157,13 +166,14 @@ def run_jobs(
     if launcher == "ray":
         _run_ray(todo, report, ray_address, cpus_per_job, gpus_per_job, log)
     elif processes <= 1:
-        for i, job in enumerate(todo):
-            log(f"[{i + 1}/{len(todo)}] {job.name}")
+        for i, job in enumerate(todo, 1):
+            log(f"[{i}/{len(todo)}] {job.name}")
+            error = None
             try:
                 execute(job)
-                report.ran.append(job.name)
             except Exception as err:  # reported; the grid goes on
-                report.failed[job.name] = _last_line(err)
+                error = err
+            report.record(job, i, len(todo), error, log)
     else:
         _run_pool(todo, report, processes, log)
     report.wall_s = time.perf_counter() - start
@@ -184,14 +194,7 @@ def _run_pool(todo: list[Job], report: GridReport, processes: int, log: Callable
     with cf.ProcessPoolExecutor(processes, mp_context=ctx, max_tasks_per_child=1) as pool:
         futures = {pool.submit(execute, job): job for job in todo}
         for done, future in enumerate(cf.as_completed(futures), 1):
-            job = futures[future]
-            try:
-                future.result()
-                report.ran.append(job.name)
-                log(f"[{done}/{len(todo)}] {job.name} done")
-            except Exception as err:
-                report.failed[job.name] = _last_line(err)
-                log(f"[{done}/{len(todo)}] {job.name} FAILED: {_last_line(err)}")
+            report.record(futures[future], done, len(todo), future.exception(), log)
 
 
 def _run_ray(
@@ -229,14 +232,12 @@ def _run_ray(
         ready, _ = ray.wait(list(pending), num_returns=1)
         job = pending.pop(ready[0])
         done += 1
+        error = None
         try:
             ray.get(ready[0])
-            report.ran.append(job.name)
-            log(f"[{done}/{len(todo)}] {job.name} done")
         except Exception as err:  # ray.exceptions.RayTaskError wraps the job's own error
-            cause = getattr(err, "cause", None) or err
-            report.failed[job.name] = _last_line(cause)
-            log(f"[{done}/{len(todo)}] {job.name} FAILED: {_last_line(cause)}")
+            error = getattr(err, "cause", None) or err
+        report.record(job, done, len(todo), error, log)
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:

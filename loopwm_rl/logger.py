@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .depth import residual_matrix
+
 
 def resolve_wandb_mode(mode: str) -> str:
     """``offline`` becomes ``online`` when WANDB_API_KEY is set; WANDB_MODE=disabled wins."""
@@ -206,10 +208,8 @@ class Logger:
             chart = wandb.plot.bar(table, "events", "mean loops", title="loops by events")
             payload["depth/view_loops_by_events"] = chart
         if all(s.get("residuals") for s in steps):
-            K = max(len(s["residuals"]) for s in steps)
-            res = np.full((len(steps), K), np.nan)
-            for i, s in enumerate(steps):
-                res[i, : len(s["residuals"])] = s["residuals"]
+            res = residual_matrix(steps)
+            K = res.shape[1]
             classes = [(c, m) for c, m in (("easy", ~hard), ("hard", hard)) if m.any()]
             with warnings.catch_warnings():  # a loop no step of a class reached has no mean
                 warnings.simplefilter("ignore", RuntimeWarning)

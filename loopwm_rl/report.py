@@ -21,7 +21,7 @@ import yaml
 
 from . import charts
 from .atomic import atomic_path
-from .depth import auroc
+from .depth import auroc, residual_matrix
 from .frames import filmstrip, png_base64
 
 
@@ -162,15 +162,6 @@ window.addEventListener("load", function () {{
 </script>"""
 
 
-def _residual_matrix(steps: list[dict]) -> np.ndarray:
-    """(N, K) relative latent change at each loop, NaN past the loops a step ran."""
-    K = max(len(s["residuals"]) for s in steps)
-    out = np.full((len(steps), K), np.nan)
-    for i, s in enumerate(steps):
-        out[i, : len(s["residuals"])] = s["residuals"]
-    return out
-
-
 def _md_table(markdown: str) -> str:
     lines = [line for line in markdown.splitlines() if line.startswith("|")]
     if len(lines) < 2:
@@ -234,7 +225,7 @@ def _run_sections(run: dict, div: Callable[[object, str], str]) -> list[tuple[st
         errors = np.array([float(s["pred_error"]) for s in steps])
         views.append(div(charts.error_by_loops(loops, errors, hard), "error-by-loops"))
         if all(s.get("residuals") for s in steps):
-            res = _residual_matrix(steps)
+            res = residual_matrix(steps)
             curves = {"easy": res[~hard], "hard": res[hard]} if hard.any() else {"all": res}
             views.append(div(charts.convergence(curves), "convergence"))
         sections.append(("Where the loops go", "".join(views)))

@@ -192,7 +192,7 @@ class Trainer:
         calibration = self._calibrate_halting(recent)
         _, action, z = recent
         calibration.update(run_setup.check_contraction(self.model, z[-512:], action[-512:]))
-        returns, loops, hard, errors, residuals, plan, all_steps = [], [], [], [], [], [], []
+        returns, residuals, plan, all_steps = [], [], [], []
         self.model.eval()
         frames: list[np.ndarray] = []
         for ep in range(self.cfg.train.eval_episodes):
@@ -228,23 +228,22 @@ class Trainer:
                 obs, done = nxt, terminated or truncated
             returns.append(total)
             all_steps += trace
-            loops += [r["loops"] for r in trace]
-            hard += [r["hard"] for r in trace]
-            errors += [r["pred_error"] for r in trace]
             self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap, episode=ep)
             if ep == 0 and frames:
                 self._save_frames(frames, trace)
         self.model.train()
         self.logger.log_depth_views(all_steps, self.step)
-        has_hard = any(hard) or "LoopWM/" in self.cfg.env.id
+        loops = np.array([s["loops"] for s in all_steps])
+        hard = np.array([s["hard"] for s in all_steps])
+        has_hard = hard.any() or "LoopWM/" in self.cfg.env.id
         cap = self.model.cfg.loop_cap
         metrics = {
-            "depth/loops_hist": np.bincount(np.array(loops), minlength=cap + 1)[1:].tolist(),
+            "depth/loops_hist": np.bincount(loops, minlength=cap + 1)[1:].tolist(),
             "eval/return_mean": float(np.mean(returns)),
             "eval/return_std": float(np.std(returns)),
-            "eval/pred_error": float(np.mean(errors)),
+            "eval/pred_error": float(np.mean([s["pred_error"] for s in all_steps])),
             "depth/retention_max": float(self.model.retention().max()),
-            **depth_summary(np.array(loops), np.array(hard) if has_hard else None, np.stack(residuals)),
+            **depth_summary(loops, hard if has_hard else None, np.stack(residuals)),
             **{k: float(np.mean([p[k] for p in plan])) for k in plan[0]},
             **calibration,
         }
