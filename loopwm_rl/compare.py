@@ -161,10 +161,13 @@ def fit_job(data_path: str, run_config: dict, model: str, seed: int, run_dir: st
 
 
 def _planning_return(cfg: RunConfig, model_cfg: WorldModelConfig, seed: int, runs_dir: Path) -> float:
-    """The final evaluation return of ``compare.agent``'s experiment with this world model."""
+    """The final evaluation return of ``compare.agent``'s experiment with this world model, on
+    the comparison's env unless ``compare.agent_overrides`` names another."""
     from .trainer import Trainer
 
-    agent = load_run_config([cfg.compare.agent], list(cfg.compare.agent_overrides))
+    # the fitted model's obs and action sizes come from the comparison's data, so the agent's
+    # env must be that env (an agent preset written for another env keeps its planner settings)
+    agent = load_run_config([cfg.compare.agent], [f"env.id={cfg.env.id}", *cfg.compare.agent_overrides])
     agent = apply_overrides(agent, [f"train.seed={seed}", f"train.runs_dir={runs_dir}", "wandb.mode=disabled"])
     agent = dataclasses.replace(agent, model=model_cfg)
     runs_dir.mkdir(parents=True, exist_ok=True)

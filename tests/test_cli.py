@@ -248,6 +248,20 @@ def test_a_killed_comparison_resumes_without_redoing_finished_jobs(tmp_path, bal
     assert len(_compare_rows(out)) == 4
 
 
+def test_compare_with_an_agent_fills_the_return_column_on_the_comparisons_env(tmp_path, ball_data):
+    out = tmp_path / "cmp"
+    args = ["compare", "debug", "--data", ball_data, "--out", out, "compare.seeds=[0]", "fit.updates=5"]
+    args += ["compare.models=[looped,stacked_1]", "compare.agent=debug"]
+    args += ["compare.agent_overrides=[train.total_steps=120, train.eval_every=120]"]
+    assert run(*args, "--quiet") == 0
+    rows = _compare_rows(out)
+    # the ball's returns are non-positive distances; a missing agent run would leave "" here
+    assert len(rows) == 2 and all(-1e4 < float(r["return"]) <= 0 for r in rows), rows
+    agent_cfg = read_config(out / "runs" / "looped__s0" / "agent")
+    assert agent_cfg.env.id == "LoopWM/BouncingBall-v0" and agent_cfg.train.total_steps == 120
+    assert "| return |" in (out / "compare.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
