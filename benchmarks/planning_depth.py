@@ -17,6 +17,7 @@ with ``a`` (a step's fixed part: input, readout) and ``b`` (one loop of one samp
 are left out. Each (run, variant) is one job (:mod:`loopwm_rl.jobs`) with its result file.
 
     python benchmarks/planning_depth.py --runs runs/floor5k/b0.5/* --episodes 3
+    python benchmarks/planning_depth.py --runs runs/cartpole/* --variants fixed8 h10=planner.horizon=10
     python benchmarks/planning_depth.py --summarize
 """
 
@@ -63,10 +64,20 @@ def step_flops(model, z: torch.Tensor, action: torch.Tensor) -> tuple[float, flo
     return counts[0] - b, b
 
 
+def split_variant(variant: str) -> tuple[str, list[str]]:
+    """``NAME=key=value,...`` -> (NAME, overrides); a built-in variant -> (variant, [])."""
+    name, _, settings = variant.partition("=")
+    overrides = [s for s in settings.split(",") if s]
+    if settings and not all(o.startswith("planner.") and "=" in o for o in overrides):
+        raise ValueError(f"variant {variant!r}: settings must be planner.key=value, separated by commas")
+    return name, overrides
+
+
 def evaluate(run: str, variant: str, episodes: int) -> dict:
     """Evaluate the run's final agent under one planning variant."""
     from loopwm_rl import resume, run_setup
     from loopwm_rl.agents import PlanningAgent
+    from loopwm_rl.runconfig import apply_overrides
     from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
@@ -77,7 +88,10 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
     cap = model.cfg.loop_cap
     planner = cfg.planner
     obs, action, z = trainer._recent()
-    if variant.startswith("fixed"):
+    name, overrides = split_variant(variant)
+    if overrides:
+        planner = apply_overrides(cfg, overrides).planner
+    elif variant.startswith("fixed"):
         k = int(variant[len("fixed") :])
         planner = dataclasses.replace(planner, halting="fixed", max_loops=min(k, cap))
     elif variant.startswith("adaptive"):
@@ -111,7 +125,8 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
         "run": run,
         "env": cfg.env.id,
         "seed": cfg.train.seed,
-        "variant": variant,
+        "variant": name,
+        "overrides": overrides,
         "return_mean": float(np.mean(returns)),
         "returns": returns,
         "mflops_per_decision": float(np.mean(flops)) / 1e6,
@@ -134,7 +149,8 @@ def summarize() -> None:
     for env in sorted({e for e, _ in groups}):
         ref = groups.get((env, "fixed8"))
         ref_flops = np.mean([r["mflops_per_decision"] for r in ref]) if ref else None
-        for variant in VARIANTS:
+        own = sorted({v for e, v in groups if e == env} - set(VARIANTS))
+        for variant in (*VARIANTS, *own):
             rows = groups.get((env, variant))
             if not rows:
                 continue
@@ -156,12 +172,15 @@ def main() -> None:
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args()
     if not args.summarize:
+        for variant in args.variants:  # a bad variant fails here, before any job runs
+            if not split_variant(variant)[1] and not variant.startswith(("fixed", "adaptive", "screen")):
+                parser.error(f"unknown variant {variant!r}; known: {list(VARIANTS)} or NAME=planner.key=value,...")
         grid = [
             Job(
-                name=f"{Path(run).name}__{variant}",
+                name=f"{Path(run).name}__{split_variant(variant)[0]}",
                 fn=f"{__file__}:evaluate",
                 kwargs={"run": run, "variant": variant, "episodes": args.episodes},
-                result=RESULTS / f"{Path(run).name}__{variant}.json",
+                result=RESULTS / f"{Path(run).name}__{split_variant(variant)[0]}.json",
             )
             for run in args.runs
             for variant in args.variants

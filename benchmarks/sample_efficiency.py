@@ -216,9 +216,34 @@ def summarize(out_dir: Path) -> None:
             f"| {label} | {method} | {' | '.join(points + ['-'] * (len(SHORT) - len(points)))} | "
             f"{any_row['train_s_per_1k']:.0f} | {any_row['peak_rss_mb']:.0f} |"
         )
+    lines += _depth_lines(groups)
     (out_dir / "sample_efficiency.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(rows, out_dir / "sample_efficiency.png")
+
+
+def _depth_lines(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
+    """Suite envs label hard steps: mean loops on hard over easy evaluation steps, and the
+    AUROC of loops for hard, at each budget point (mean over seeds)."""
+    lines = []
+    for (task, method), results in sorted(groups.items()):
+        results = [r for r in results if "loops_hard_mean" in r]
+        if not results:
+            continue
+        if not lines:
+            header = "| task | method | budget | seeds | loops hard / easy | AUROC of loops for hard |"
+            lines = ["", header, "|---" * 6 + "|"]
+        for budget in map(str, TASKS[task][2]):
+            hard = [r["loops_hard_mean"].get(budget) for r in results]
+            easy = [r["loops_easy_mean"].get(budget) for r in results]
+            auroc = [r.get("auroc_hard", {}).get(budget) for r in results]
+            pairs = [(h, e, a) for h, e, a in zip(hard, easy, auroc, strict=True) if h is not None and e]
+            if pairs:
+                ratio = np.mean([h / e for h, e, _ in pairs])
+                aurocs = [a for _, _, a in pairs if a is not None]
+                auc = f"{np.mean(aurocs):.2f}" if aurocs else "-"
+                lines.append(f"| {task} | {method} | {int(budget) // 1000}k | {len(pairs)} | {ratio:.2f} | {auc} |")
+    return lines
 
 
 def _plot(rows: list[dict], path: Path) -> None:
