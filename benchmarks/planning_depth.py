@@ -65,11 +65,17 @@ def step_flops(model, z: torch.Tensor, action: torch.Tensor) -> tuple[float, flo
 
 
 def split_variant(variant: str) -> tuple[str, list[str]]:
-    """``NAME=key=value,...`` -> (NAME, overrides); a built-in variant -> (variant, [])."""
+    """``NAME=key=value,...`` -> (NAME, overrides); a built-in variant -> (variant, []).
+
+    Raises:
+        ValueError: settings that are not ``planner.key=value``, or an unknown built-in kind.
+    """
     name, _, settings = variant.partition("=")
     overrides = [s for s in settings.split(",") if s]
     if settings and not all(o.startswith("planner.") and "=" in o for o in overrides):
         raise ValueError(f"variant {variant!r}: settings must be planner.key=value, separated by commas")
+    if not settings and not variant.startswith(("fixed", "adaptive", "screen")):
+        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)} or NAME=planner.key=value,...")
     return name, overrides
 
 
@@ -96,19 +102,17 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
         planner = dataclasses.replace(planner, halting="fixed", max_loops=min(k, cap))
     elif variant.startswith("adaptive"):
         run_setup.calibrate_to_budget(model, obs, action, float(variant[len("adaptive") :]), z)
-    elif variant.startswith("screen"):
+    else:  # screen (split_variant admits no other kind)
         screen = int(variant[len("screen") :].split("_")[0])
         if variant.endswith("_adaptive"):
             run_setup.calibrate_to_budget(model, obs, action, 0.5, z)
         else:
             planner = dataclasses.replace(planner, halting="fixed")
         planner = dataclasses.replace(planner, screen_loops=screen)
-    else:
-        raise ValueError(f"unknown variant {variant!r}; known: {list(VARIANTS)}")
     a, b = step_flops(model, z[:256], action[:256])
     env = trainer.eval_env
     agent = PlanningAgent(model, env.action_space, planner, trainer.critic, seed=cfg.train.seed + 7)
-    returns, flops, loops = [], [], []
+    returns, flops, loops, final_obs = [], [], [], []
     for ep in range(episodes):
         o, _ = env.reset(seed=10_000 + ep)
         agent.reset()
@@ -121,6 +125,7 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
             total += float(r)
             done = terminated or truncated
         returns.append(total)
+        final_obs.append(np.asarray(o, np.float64).round(3).tolist())  # how each episode ended
     return {
         "run": run,
         "env": cfg.env.id,
@@ -129,6 +134,7 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
         "overrides": overrides,
         "return_mean": float(np.mean(returns)),
         "returns": returns,
+        "final_obs": final_obs,
         "mflops_per_decision": float(np.mean(flops)) / 1e6,
         "loops_per_imagined_step": float(np.mean(loops)),
         "flops_step_fixed": a,
@@ -172,18 +178,19 @@ def main() -> None:
     parser.add_argument("--summarize", action="store_true")
     args = parser.parse_args()
     if not args.summarize:
-        for variant in args.variants:  # a bad variant fails here, before any job runs
-            if not split_variant(variant)[1] and not variant.startswith(("fixed", "adaptive", "screen")):
-                parser.error(f"unknown variant {variant!r}; known: {list(VARIANTS)} or NAME=planner.key=value,...")
+        try:  # a bad variant fails here, before any job runs
+            names = [split_variant(variant)[0] for variant in args.variants]
+        except ValueError as err:
+            parser.error(str(err))
         grid = [
             Job(
-                name=f"{Path(run).name}__{split_variant(variant)[0]}",
+                name=f"{Path(run).name}__{name}",
                 fn=f"{__file__}:evaluate",
                 kwargs={"run": run, "variant": variant, "episodes": args.episodes},
-                result=RESULTS / f"{Path(run).name}__{split_variant(variant)[0]}.json",
+                result=RESULTS / f"{Path(run).name}__{name}.json",
             )
             for run in args.runs
-            for variant in args.variants
+            for variant, name in zip(args.variants, names, strict=True)
         ]
         print(run_jobs(grid, args.launcher, processes=args.processes).summary())
     summarize()
