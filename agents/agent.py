@@ -94,12 +94,18 @@ class PlanningAgent:
         self._obs_dim = getattr(getattr(model, "cfg", None), "obs_dim", None)
         self._z: torch.Tensor | None = None  # the real episode's latent so far
         self._action: torch.Tensor | None = None  # the last action taken, as the model takes it
+        self._noise: torch.Tensor | None = None  # the ou exploration state (A,); None: draw afresh
+        if self.trajectory.discrete and self.cfg.explore_noise != "white":
+            raise ValueError(
+                f"planner.explore_noise={self.cfg.explore_noise!r} needs a continuous (Box) action space; "
+                f"{action_space} explores with explore_eps"
+            )
 
     def reset(self) -> None:
         """Call at the start of every episode: forgets the warm-start plan and the episode's
         latent (the next ``act`` encodes its observation afresh)."""
         self.trajectory.reset()
-        self._z = self._action = None
+        self._z = self._action = self._noise = None
 
     def _latent(self, obs_t: torch.Tensor) -> torch.Tensor:
         """The latent of the current observation (1, S): ``encode`` at an episode's first act,
@@ -198,6 +204,30 @@ class PlanningAgent:
             a = sol.mean[0]
         else:
             k = int(torch.multinomial(sol.weights.nan_to_num(0.0) + 1e-12, 1, generator=g))
-            a = sol.elites[0, k] + cfg.explore_std * torch.randn(sol.mean.shape[1:], generator=g)
+            a = sol.elites[0, k] + self._exploration()
         a = a.clamp(self.trajectory.low, self.trajectory.high)
+        return a.cpu().numpy().astype(self.action_space.dtype)
+
+    def _exploration(self) -> torch.Tensor:
+        """Noise (A,) added to a training action, std ``explore_std``: fresh every call
+        (``white``) or the next value of the episode's Ornstein-Uhlenbeck process (``ou``)."""
+        cfg = self.cfg
+        eps = cfg.explore_std * torch.randn(self.trajectory.low.shape, generator=self.generator)
+        if cfg.explore_noise == "white":
+            return eps
+        if self._noise is None:
+            self._noise = eps  # the process starts from its stationary distribution
+        else:
+            keep = 1.0 - cfg.explore_theta
+            self._noise = keep * self._noise + (1.0 - keep**2) ** 0.5 * eps  # keeps std explore_std
+        return self._noise
+
+    def seed_action(self):
+        """An action of the seed phase, before the world model is trained: uniform over the
+        space (the space's own sampler), or with ``ou`` exploration the noise process around
+        the box centre, so the seed data already has the noise's momentum."""
+        if self.cfg.explore_noise == "white":
+            return self.action_space.sample()
+        low, high = self.trajectory.low, self.trajectory.high
+        a = ((low + high) / 2 + self._exploration()).clamp(low, high)
         return a.cpu().numpy().astype(self.action_space.dtype)

@@ -7,6 +7,7 @@ import dataclasses
 from loopwm_rl.config import ConfigError
 
 METHODS = ("mppi", "cem")
+EXPLORE_NOISES = ("white", "ou")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,14 @@ class PlannerConfig:
     """Discount of imagined rewards."""
     explore_std: float = 0.3
     """Training: Gaussian noise on the executed action (continuous)."""
+    explore_noise: str = "white"
+    """Training, continuous actions: ``white`` draws the noise afresh every decision; ``ou``
+    draws it from an Ornstein-Uhlenbeck process with the same stationary std (``explore_std``)
+    that keeps its sign for about ``1 / explore_theta`` decisions, and the seed phase then acts
+    with that process around the box centre instead of uniformly. Correlated noise builds
+    momentum where white noise cancels out (MountainCar: BENCHMARKS.md, "Sample efficiency")."""
+    explore_theta: float = 0.15
+    """``ou`` noise: fraction of the noise that decays each decision (1 = white)."""
     explore_eps: float = 0.1
     """Training: probability of a uniformly random action (discrete)."""
     max_loops: int | None = None
@@ -83,6 +92,11 @@ class PlannerConfig:
             raise ConfigError(f"planner.max_loops={self.max_loops} must be >= 1")
         if self.halting not in (None, "fixed", "convergence"):
             raise ConfigError(f"planner.halting={self.halting!r} is not one of [None, 'fixed', 'convergence']")
+        if self.explore_noise not in EXPLORE_NOISES or not 0 < self.explore_theta <= 1:
+            raise ConfigError(
+                f"planner.explore_noise={self.explore_noise!r} must be one of {list(EXPLORE_NOISES)} "
+                f"and explore_theta={self.explore_theta} lie in (0, 1]"
+            )
         if self.loop_budget < 0 or self.screen_loops < 0 or not 0 < self.screen_keep <= 1:
             raise ConfigError(
                 f"planner.loop_budget={self.loop_budget} and screen_loops={self.screen_loops} must be >= 0 "

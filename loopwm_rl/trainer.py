@@ -290,7 +290,7 @@ class Trainer:
         try:
             while self.step < t.total_steps:
                 if self.step < t.seed_steps:
-                    action = self.env.action_space.sample()
+                    action = self.agent.seed_action()
                 else:
                     with self._timed("act"):
                         action, stats = self.agent.act(obs)

@@ -95,6 +95,40 @@ def test_planner_config_errors():
         PlanningAgent(world_model(BOX), gym.spaces.MultiDiscrete([2, 2]), FAST)
 
 
+@pytest.mark.parametrize("noise", ["white", "ou"])
+def test_exploration_noise_keeps_its_std_and_ou_keeps_its_sign(noise):
+    """Seed-phase actions on a wide box (no clipping): both kinds have std ``explore_std``;
+    only ``ou`` is correlated from one decision to the next, and ``reset`` restarts it."""
+    wide = gym.spaces.Box(-100.0, 100.0, (1,), np.float32)
+    cfg = PlannerConfig(horizon=3, samples=32, elites=4, explore_std=0.5, explore_noise=noise, explore_theta=0.1)
+    agent = PlanningAgent(world_model(wide), wide, cfg, seed=0)
+    wide.seed(0)
+    runs = []
+    for _ in range(20):
+        agent.reset()
+        runs.append(np.array([agent.seed_action()[0] for _ in range(200)]))
+    x = np.stack(runs)  # (episodes, decisions)
+    lag1 = np.corrcoef(x[:, :-1].ravel(), x[:, 1:].ravel())[0, 1]
+    if noise == "ou":
+        assert abs(x.std() - 0.5) < 0.1 and lag1 > 0.8  # 1 - theta = 0.9 in expectation
+        assert abs(np.corrcoef(x[:-1, -1], x[1:, 0])[0, 1]) < 0.5  # reset forgets the last value
+    else:
+        assert abs(x.std() - 100 / 3**0.5) < 10 and abs(lag1) < 0.1  # the space's own uniform sampler
+
+
+def test_ou_training_actions_stay_inside_the_box_and_discrete_refuses_it():
+    cfg = PlannerConfig(horizon=3, samples=32, elites=4, explore_std=2.0, explore_noise="ou")
+    agent = PlanningAgent(world_model(BOX), BOX, cfg, seed=0)
+    for _ in range(20):
+        assert BOX.contains(agent.seed_action()) and BOX.contains(agent.act(np.zeros(4, np.float32))[0])
+    with pytest.raises(ValueError, match="explore_noise='ou' needs a continuous"):
+        PlanningAgent(world_model(DISCRETE), DISCRETE, cfg)
+    with pytest.raises(ConfigError, match="explore_noise='pink'"):
+        PlannerConfig(explore_noise="pink")
+    with pytest.raises(ConfigError, match=r"explore_theta=0 lie in \(0, 1\]"):
+        PlannerConfig(explore_noise="ou", explore_theta=0)
+
+
 def test_wrong_observation_shape_is_named():
     agent = PlanningAgent(world_model(BOX), BOX, FAST)
     with pytest.raises(ValueError, match=r"expected \(4,\)"):
