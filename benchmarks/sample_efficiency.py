@@ -77,8 +77,8 @@ def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, override
     last = evals[max(evals)]
     train_s = last["train/wall_s"] - last["time/eval_s"]
     out = {
-        "returns": {str(b): _at(evals, b, "eval/return_mean") for b in budgets},
-        "return_std": {str(b): _at(evals, b, "eval/return_std") for b in budgets},
+        "returns": {str(b): _at(evals, b, "eval/return_mean", budgets) for b in budgets},
+        "return_std": {str(b): _at(evals, b, "eval/return_std", budgets) for b in budgets},
         "train_s_per_1k": 1000 * train_s / max(evals),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         "time_s": {k: last[f"time/{k}_s"] for k in ("act", "env", "update", "eval")},
@@ -86,13 +86,17 @@ def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, override
     }
     for key in ("depth/loops_hard_mean", "depth/loops_easy_mean", "depth/auroc_hard", "plan/loops_mean"):
         if key in last:  # suite envs label hard steps
-            out[key.split("/")[1]] = {str(b): _at(evals, b, key) for b in budgets}
+            out[key.split("/")[1]] = {str(b): _at(evals, b, key, budgets) for b in budgets}
     return out
 
 
-def _at(evals: dict[int, dict], budget: int, key: str) -> float | None:
-    # eval_at fires at the first step at or past a budget (action repeat can step over it)
-    step = min((s for s in evals if s >= budget), default=None)
+def _at(evals: dict[int, dict], budget: int, key: str, budgets: list[int]) -> float | None:
+    """The evaluation of ``budget``: the first one at or past it (action repeat can step over
+    it) and before the next budget point. None where there is none: no evaluation runs before
+    the seed phase ends (MountainCar's 2,000 seed steps skip its 1k point), and the next point's
+    evaluation must not stand in for it."""
+    later = [b for b in budgets if b > budget]
+    step = min((s for s in evals if budget <= s < min(later, default=float("inf"))), default=None)
     value = evals[step].get(key) if step is not None else None
     return None if value is None else float(value)
 
