@@ -48,7 +48,7 @@ class PlannerConfig:
     draws it from an Ornstein-Uhlenbeck process with the same stationary std (``explore_std``)
     that keeps its sign for about ``1 / explore_theta`` decisions, and the seed phase then acts
     with that process around the box centre instead of uniformly. Correlated noise builds
-    momentum where white noise cancels out (MountainCar: BENCHMARKS.md, "Sample efficiency")."""
+    momentum where white noise cancels out (BENCHMARKS.md, "MountainCar: exploration noise")."""
     explore_theta: float = 0.15
     """``ou`` noise: fraction of the noise that decays each decision (1 = white)."""
     explore_eps: float = 0.1

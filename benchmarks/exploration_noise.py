@@ -75,7 +75,7 @@ def main() -> None:
         print(f"| {noise} | {(goals > 0).sum()} / {args.seeds} | {goals.mean():.2f} | {highest.mean():.3f} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"preset": args.preset, "seed_steps": cfg.train.seed_steps, **results}, indent=1))
-    print(f"# wrote {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    print(f"# wrote {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -95,8 +95,8 @@ def _at(evals: dict[int, dict], budget: int, key: str, budgets: list[int]) -> fl
     it) and before the next budget point. None where there is none: no evaluation runs before
     the seed phase ends (MountainCar's 2,000 seed steps skip its 1k point), and the next point's
     evaluation must not stand in for it."""
-    later = [b for b in budgets if b > budget]
-    step = min((s for s in evals if budget <= s < min(later, default=float("inf"))), default=None)
+    end = min((b for b in budgets if b > budget), default=float("inf"))
+    step = min((s for s in evals if budget <= s < end), default=None)
     value = evals[step].get(key) if step is not None else None
     return None if value is None else float(value)
 
