@@ -3,7 +3,8 @@
 A grid command builds its :class:`Job` list and hands it to :func:`run_jobs`, then aggregates
 the result files; it never runs anything itself. That gives every grid the same behaviour:
 
-- a job whose result file exists is skipped, so a killed grid resumes where it stopped;
+- a job whose result file exists is skipped, so a killed grid resumes where it stopped (the
+  local serial launcher checks again just before each job, so two grids can fill one table);
 - a failing job is reported (its traceback in ``<result>.error.txt``) and the others go on;
 - ``launcher="local"`` runs the jobs in this process one after another (``processes=1``) or in
   a pool of fresh processes, one per job; ``launcher="ray"`` submits them to a Ray cluster
@@ -167,6 +168,12 @@ def run_jobs(
         _run_ray(todo, report, ray_address, cpus_per_job, gpus_per_job, log)
     elif processes <= 1:
         for i, job in enumerate(todo, 1):
+            if not force and job.result.exists():
+                # another grid sharing these result files (a second terminal filling the same
+                # table) finished it while this one ran earlier jobs
+                report.skipped.append(job.name)
+                log(f"[{i}/{len(todo)}] {job.name} skipped: its result appeared meanwhile")
+                continue
             log(f"[{i}/{len(todo)}] {job.name}")
             error = None
             try:

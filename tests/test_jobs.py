@@ -48,6 +48,22 @@ def test_existing_results_are_skipped_and_force_reruns(job_file, tmp_path):
     assert run_jobs(grid, force=True, log=lambda _: None).ran == ["x1", "x2"]
 
 
+def test_a_result_written_meanwhile_by_another_grid_is_not_rerun(job_file, tmp_path):
+    grid = _grid(job_file, tmp_path, [1, 2])
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if line == "[1/2] x1 done":  # a second grid finishes x2 while this one ran x1
+            run_jobs(grid[1:], log=lambda _: None)
+
+    report = run_jobs(grid, log=log)
+    written = json.loads(grid[1].result.read_text())
+    assert report.ran == ["x1"] and report.skipped == ["x2"]
+    assert "[2/2] x2 skipped: its result appeared meanwhile" in lines
+    assert written["y"] == 4
+
+
 def test_a_failing_job_is_reported_and_the_others_finish(job_file, tmp_path):
     grid = _grid(job_file, tmp_path, [1, -1, 3])
     report = run_jobs(grid, log=lambda _: None)
