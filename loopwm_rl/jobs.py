@@ -159,16 +159,16 @@ def run_jobs(
     report = GridReport()
     todo = []
     for job in map(_absolute, jobs):
-        if force or not job.result.exists():
-            todo.append(job)
-        else:
+        if _done(job, force):
             report.skipped.append(job.name)
+        else:
+            todo.append(job)
     start = time.perf_counter()
     if launcher == "ray":
         _run_ray(todo, report, ray_address, cpus_per_job, gpus_per_job, log)
     elif processes <= 1:
         for i, job in enumerate(todo, 1):
-            if not force and job.result.exists():
+            if _done(job, force):
                 # another grid sharing these result files (a second terminal filling the same
                 # table) finished it while this one ran earlier jobs
                 report.skipped.append(job.name)
@@ -185,6 +185,11 @@ def run_jobs(
         _run_pool(todo, report, processes, log)
     report.wall_s = time.perf_counter() - start
     return report
+
+
+def _done(job: Job, force: bool) -> bool:
+    """Whether ``job`` is skipped: its result file exists and ``force`` is off."""
+    return not force and job.result.exists()
 
 
 def _absolute(job: Job) -> Job:
