@@ -11,6 +11,13 @@ at each budget point and time training alone (evaluation excluded).
     python benchmarks/sample_efficiency.py --tasks pendulum cartpole --seeds 0 1 2
     python benchmarks/sample_efficiency.py --tasks pendulum --methods sb3 --launcher ray
     python benchmarks/sample_efficiency.py --summarize      # CSV, Markdown table and plot
+    python benchmarks/sample_efficiency.py --summarize --partial   # stopped runs count too
+
+A looped run stopped before its last budget point (``runs/`` is not committed) leaves its
+evaluations so far in its ``metrics.jsonl``: ``--partial`` writes them to
+``<task>__looped__s<seed>.partial.json`` beside the result files, and the table marks those
+cells with ``*``. A partial file never makes the grid skip a job, and the finished job's
+result file replaces it.
 
 Needs the ``bench`` extra (stable-baselines3, matplotlib); MuJoCo tasks need ``mujoco``.
 """
@@ -32,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loopwm_rl.atomic import atomic_path
 from loopwm_rl.jobs import LAUNCHERS, Job, run_jobs
 
 HERE = Path(__file__).resolve().parent
@@ -71,23 +79,67 @@ def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, override
     cmd = [sys.executable, "-m", "loopwm_rl", "train", "--quiet", *target, *settings]
     print("$", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=cores.job_environment())
-    (run,) = sorted(p for p in run_dir.iterdir() if (p / "metrics.jsonl").exists())[-1:]
+    (run,) = _latest_run(run_dir)
+    out = _looped_result(run, budgets)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    _partial_path(task, seed).unlink(missing_ok=True)  # the full result supersedes it
+    return out
+
+
+def _latest_run(run_dir: Path) -> list[Path]:
+    """The newest run folder under a job's ``run_dir`` that has logged metrics ([] if none)."""
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if (p / "metrics.jsonl").exists())[-1:]
+
+
+def _looped_result(run: Path, budgets: list[int]) -> dict:
+    """A looped run's returns at each budget point from its ``metrics.jsonl`` (None at
+    points it has not evaluated), its training time and where the time went."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = {r["env_step"]: r for r in rows if "eval/return_mean" in r}
+    if not evals:
+        raise ValueError(f"{run} has no evaluation yet")
     last = evals[max(evals)]
     train_s = last["train/wall_s"] - last["time/eval_s"]
     out = {
         "returns": {str(b): _at(evals, b, "eval/return_mean", budgets) for b in budgets},
         "return_std": {str(b): _at(evals, b, "eval/return_std", budgets) for b in budgets},
         "train_s_per_1k": 1000 * train_s / max(evals),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "peak_rss_mb": None,  # only the process that ran the job can tell
         "time_s": {k: last[f"time/{k}_s"] for k in ("act", "env", "update", "eval")},
         "run": str(run),
+        "env_steps": max(r["env_step"] for r in rows),  # how far the run got
     }
     for key in ("depth/loops_hard_mean", "depth/loops_easy_mean", "depth/auroc_hard", "plan/loops_mean"):
         if key in last:  # suite envs label hard steps
             out[key.split("/")[1]] = {str(b): _at(evals, b, key, budgets) for b in budgets}
     return out
+
+
+def _partial_path(task: str, seed: int) -> Path:
+    return RESULTS / f"{task}__looped__s{seed}.partial.json"
+
+
+def collect_partial(runs_dir: str | Path, tasks=TASKS) -> list[Path]:
+    """``.partial.json`` files for looped runs under ``runs_dir`` that evaluated at least one
+    budget point but have no result file (stopped or still running); returns the files written."""
+    written = []
+    for task in tasks:
+        for run_dir in sorted(Path(runs_dir).glob(f"{task}__s*")):
+            seed = int(run_dir.name.rsplit("__s", 1)[1])
+            found = _latest_run(run_dir)
+            if (RESULTS / f"{task}__looped__s{seed}.json").exists() or not found:
+                continue
+            try:
+                result = _looped_result(found[0], list(TASKS[task][2]))
+            except ValueError:
+                continue  # no evaluation yet: nothing to report
+            result |= {"partial": True, "job": f"{task}__looped__s{seed}"}
+            with atomic_path(_partial_path(task, seed), suffix=".json") as tmp:
+                tmp.write_text(json.dumps(result, indent=1))
+            written.append(_partial_path(task, seed))
+    return written
 
 
 def _at(evals: dict[int, dict], budget: int, key: str, budgets: list[int]) -> float | None:
@@ -173,36 +225,49 @@ def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str], max_steps: 
     return out
 
 
-def summarize(out_dir: Path) -> None:
-    """``sample_efficiency.csv``, ``.md`` and ``.png`` from every result file."""
+def load_groups(partial: bool = False) -> dict[tuple[str, str], list[dict]]:
+    """Result files by (task, method); with ``partial``, also the ``.partial.json`` of jobs
+    that have no result file (each marked ``"partial": True``)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for path in sorted(RESULTS.glob("*.json")):
-        task, method, _ = path.stem.split("__")
+        name = path.name.removesuffix(".partial.json").removesuffix(".json")
+        if path.name.endswith(".partial.json") and (not partial or (RESULTS / f"{name}.json").exists()):
+            continue
+        task, method, _ = name.split("__")
         groups[(task, method)].append(json.loads(path.read_text()))
+    return groups
+
+
+def table_rows(groups: dict[tuple[str, str], list[dict]]) -> list[dict]:
+    """One row per (task, method, budget point): mean and std over the seeds that reached it;
+    ``partial`` counts the seeds read from a stopped run."""
     rows = []
     for (task, method), results in groups.items():
         for budget in TASKS[task][2]:
-            values = [r["returns"].get(str(budget)) for r in results]
-            values = [v for v in values if v is not None]
-            if not values:
+            reached = [r for r in results if r["returns"].get(str(budget)) is not None]
+            if not reached:
                 continue
+            values = [r["returns"][str(budget)] for r in reached]
+            peaks = [r["peak_rss_mb"] for r in results if r.get("peak_rss_mb") is not None]
             rows.append(
                 {
                     "task": task,
                     "method": method,
                     "env_steps": budget,
                     "seeds": len(values),
+                    "partial": sum(bool(r.get("partial")) for r in reached),
                     "return_mean": float(np.mean(values)),
                     "return_std": float(np.std(values)),
                     "train_s_per_1k": float(np.mean([r["train_s_per_1k"] for r in results])),
-                    "peak_rss_mb": float(np.max([r["peak_rss_mb"] for r in results])),
+                    "peak_rss_mb": float(np.max(peaks)) if peaks else float("nan"),
                 }
             )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "sample_efficiency.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    return rows
+
+
+def markdown(groups: dict[tuple[str, str], list[dict]], rows: list[dict]) -> list[str]:
+    """The Markdown table: ``mean ± std (seeds)`` per budget point, ``*`` where a seed's value
+    comes from a stopped run (``--partial``)."""
     lines = ["| task | method | " + " | ".join(f"{b // 1000}k" for b in SHORT) + " | train s / 1k steps | peak MB |"]
     lines.append("|---" * (len(SHORT) + 4) + "|")
     for (task, method), _ in sorted(groups.items()):
@@ -211,16 +276,35 @@ def summarize(out_dir: Path) -> None:
             continue
         any_row = next(iter(cells.values()))
         points = [
-            f"{cells[b]['return_mean']:.0f} ± {cells[b]['return_std']:.0f} ({cells[b]['seeds']})" if b in cells else "-"
+            f"{c['return_mean']:.0f} ± {c['return_std']:.0f} ({c['seeds']}{'*' if c['partial'] else ''})"
+            if (c := cells.get(b))
+            else "-"
             for b in TASKS[task][2]
         ]
         budgets = "/".join(f"{b // 1000}k" for b in TASKS[task][2])
         label = task if TASKS[task][2] == SHORT else f"{task} ({budgets})"
+        peak = "-" if np.isnan(any_row["peak_rss_mb"]) else f"{any_row['peak_rss_mb']:.0f}"
         lines.append(
             f"| {label} | {method} | {' | '.join(points + ['-'] * (len(SHORT) - len(points)))} | "
-            f"{any_row['train_s_per_1k']:.0f} | {any_row['peak_rss_mb']:.0f} |"
+            f"{any_row['train_s_per_1k']:.0f} | {peak} |"
         )
-    lines += _depth_lines(groups)
+    if any(r["partial"] for r in rows):
+        lines.append("")
+        lines.append("\\* includes a run stopped before its last budget point (`--partial`)")
+    return lines
+
+
+def summarize(out_dir: Path, partial: bool = False) -> None:
+    """``sample_efficiency.csv``, ``.md`` and ``.png`` from every result file (and, with
+    ``partial``, from the ``.partial.json`` of stopped runs)."""
+    groups = load_groups(partial)
+    rows = table_rows(groups)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "sample_efficiency.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = markdown(groups, rows) + _depth_lines(groups)
     (out_dir / "sample_efficiency.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(rows, out_dir / "sample_efficiency.png")
@@ -288,6 +372,12 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs/sample_efficiency")
     parser.add_argument("--summarize", action="store_true", help="only aggregate the result files")
     parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="first write .partial.json for looped runs under --runs-dir stopped before their last "
+        "budget point, and count them in the table (marked *)",
+    )
+    parser.add_argument(
         "--max-steps",
         type=int,
         default=0,
@@ -301,7 +391,10 @@ def main() -> None:
         grid = jobs(args.tasks, args.methods, args.seeds, args.runs_dir, args.overrides, args.max_steps)
         report = run_jobs(grid, args.launcher, processes=args.processes, ray_address=args.ray_address)
         print(report.summary())
-    summarize(Path(args.out))
+    if args.partial:
+        for path in collect_partial(args.runs_dir, args.tasks):
+            print(f"partial: {path}")
+    summarize(Path(args.out), partial=args.partial)
 
 
 if __name__ == "__main__":
