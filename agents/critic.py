@@ -86,6 +86,28 @@ class ActorCritic(nn.Module):
 
     # ------------------------------------------------------------------ learning
 
+    @staticmethod
+    def n_step_return(
+        reward: torch.Tensor, cont: torch.Tensor, gamma: float, steps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``sum_{k<m} gamma^k C_k r_k`` and the bootstrap weight ``gamma^m C_m``, where
+        ``C_k = prod_{j<k} cont_j`` (a reward still counts on the step that terminates).
+
+        ``reward`` and ``cont`` are (M, N), or (N,) for one step; ``steps`` (N,) gives each
+        column's m <= M (default M), the entries past it being ignored. Both results are (N,).
+        """
+        if reward.dim() == 1:
+            reward, cont = reward[None], cont[None]
+        M, N = reward.shape
+        if steps is None:
+            steps = torch.full((N,), M, dtype=torch.long, device=reward.device)
+        valid = torch.arange(M, device=reward.device)[:, None] < steps[None]  # (M, N)
+        alive = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), cont.masked_fill(~valid, 1.0)]), 0)  # (M + 1, N)
+        discount = gamma ** torch.arange(M + 1, dtype=reward.dtype, device=reward.device)[:, None]
+        ret = (discount[:M] * alive[:M] * reward.masked_fill(~valid, 0.0)).sum(0)
+        weight = (discount * alive).gather(0, steps[None]).squeeze(0)
+        return ret, weight
+
     def update(
         self,
         z: torch.Tensor,
@@ -94,11 +116,19 @@ class ActorCritic(nn.Module):
         cont: torch.Tensor,
         z_next: torch.Tensor,
         gamma: float,
+        steps: torch.Tensor | None = None,
     ) -> dict[str, float]:
-        """One TD step of Q and one policy step on a batch of latent transitions."""
+        """One TD step of Q and one policy step on a batch of latent transitions.
+
+        ``reward`` and ``cont`` are (N,) for one-step targets, or (M, N) for multi-step ones
+        (:meth:`n_step_return`, ``steps`` (N,) the steps each row uses), with ``z_next`` then
+        the latent ``steps`` on. Longer targets carry a reward back several steps per update
+        instead of one, at the bias of the replayed actions behind the first.
+        """
         z, z_next = z.detach(), z_next.detach()
+        ret, weight = self.n_step_return(reward, cont, gamma, steps)
         with torch.no_grad():
-            target = reward + gamma * cont * self.q(z_next, self.policy(z_next), target=True)
+            target = ret + weight * self.q(z_next, self.policy(z_next), target=True)
         if self.discrete:
             preds = [net(z).gather(-1, action.long()[:, None]).squeeze(-1) for net in self.qs]
         else:

@@ -70,6 +70,13 @@ class TrainConfig:
     critic: bool = True
     """Learn a latent actor-critic for the planner's terminal value."""
     critic_hidden: int = 128
+    critic_n_step: int = 1
+    """Steps of replayed reward in the critic's TD target before it bootstraps (at most
+    ``horizon``): a value reaches ``critic_n_step`` steps further back per update."""
+    critic_steps: str = "first"
+    """Replayed steps the critic learns on: ``first`` (after the burn-in) or ``all`` of each
+    sequence. Sequences start anywhere but in an episode's last ``horizon - 1`` steps, so
+    with ``first`` and one-step targets a termination never reaches the critic."""
     eval_every: int = 1_000
     eval_at: tuple[int, ...] = ()
     """Env steps to evaluate at instead of every ``eval_every`` (a benchmark's budget points,
@@ -204,6 +211,13 @@ class RunConfig:
         if t.horizon < 1 or t.batch_size < 1 or t.utd < 0 or t.max_bad_updates < 1:
             raise ConfigError(
                 "train.horizon, train.batch_size and train.max_bad_updates must be >= 1 and train.utd >= 0"
+            )
+        if t.critic_steps not in ("first", "all"):
+            raise ConfigError(f"train.critic_steps={t.critic_steps!r} is not one of ['first', 'all']")
+        if not 1 <= t.critic_n_step <= t.horizon:
+            raise ConfigError(
+                f"train.critic_n_step={t.critic_n_step} must lie in [1, train.horizon={t.horizon}]: "
+                "the target's rewards come from one replayed sequence"
             )
         if self.env.action_repeat < 1:
             raise ConfigError(f"env.action_repeat={self.env.action_repeat} must be >= 1")

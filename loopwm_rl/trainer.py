@@ -11,6 +11,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from loopwm_rl.agents import ActorCritic, PlanningAgent
@@ -132,26 +133,48 @@ class Trainer:
         metrics = update(self.model, self.optimizer, batch, grad_clip=self.cfg.train.grad_clip)
         killpoints.reach("wm_update")
         if self.critic is not None and not metrics["guard/skipped"]:
-            n = self.model.cfg.sequence_burn_in  # the critic learns on the step after the burn-in
-            with torch.no_grad():
-                z = filter_prefix(self.model, batch.obs, batch.actions, n)
-                z_next = self.model.observe(z, batch.actions[n], batch.obs[n + 1])
-            metrics.update(
-                self.critic.update(
-                    z,
-                    batch.actions[n],
-                    batch.rewards[n],
-                    1.0 - batch.terminated[n].float(),
-                    z_next,
-                    self.cfg.planner.gamma,
-                )
-            )
+            metrics.update(self._critic_update(batch))
             killpoints.reach("critic_update")
         # once per update, on the world model's and the critic's metrics together: a good
         # world-model step must not reset the count of a critic that keeps diverging
         self.guard.check(metrics)
         self.updates += 1
         return metrics
+
+    def _critic_update(self, batch) -> dict[str, float]:
+        """One critic step on the replayed sequences: TD targets from the first step after the
+        burn-in (``train.critic_steps=first``) or from every one (``all``: an episode's last
+        steps too, the only place a termination shows), each over up to ``critic_n_step``
+        replayed rewards, cut where the sequence ends."""
+        t = self.cfg.train
+        n, T = self.model.cfg.sequence_burn_in, batch.rewards.shape[0]
+        M = t.critic_n_step  # <= train.horizon, so one start always has M steps
+        starts = range(n, T) if t.critic_steps == "all" else range(n, n + 1)
+        with torch.no_grad():
+            zs = [filter_prefix(self.model, batch.obs, batch.actions, n)]  # zs[i]: before step n + i
+            for k in range(n, min(T, starts[-1] + M)):  # replayed steps stay inside one episode
+                zs.append(self.model.observe(zs[-1], batch.actions[k], batch.obs[k + 1]))
+        cont = 1.0 - batch.terminated.float()  # (T, B)
+        B = batch.rewards.shape[1]
+        parts: dict[str, list[torch.Tensor]] = {"z": [], "a": [], "r": [], "c": [], "z_next": [], "m": []}
+        for k in starts:
+            m = min(M, T - k)
+            pad = (0, 0, 0, M - m)  # (M, B): the steps past the sequence's end are ignored
+            parts["z"].append(zs[k - n])
+            parts["a"].append(batch.actions[k])
+            parts["r"].append(F.pad(batch.rewards[k : k + m], pad))
+            parts["c"].append(F.pad(cont[k : k + m], pad, value=1.0))
+            parts["z_next"].append(zs[k - n + m])
+            parts["m"].append(torch.full((B,), m, dtype=torch.long, device=batch.rewards.device))
+        return self.critic.update(
+            torch.cat(parts["z"]),
+            torch.cat(parts["a"]),
+            torch.cat(parts["r"], 1),  # (M, starts * B)
+            torch.cat(parts["c"], 1),
+            torch.cat(parts["z_next"]),
+            self.cfg.planner.gamma,
+            steps=torch.cat(parts["m"]),
+        )
 
     def _recent(self, n: int = 2048) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The last ``n`` replayed transitions: observations, actions and the latents filtered

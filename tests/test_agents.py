@@ -307,6 +307,58 @@ def test_actor_critic_learns_a_constant_value():
     assert torch.allclose(critic.value(z), torch.ones(64), atol=0.2)
 
 
+def test_n_step_return_discounts_and_stops_at_a_termination():
+    reward = torch.tensor([[1.0, 1.0], [2.0, 2.0], [4.0, 4.0]])  # (m=3, N=2)
+    cont = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # column 1 terminates at step 1
+    ret, weight = ActorCritic.n_step_return(reward, cont, gamma=0.5)
+    assert torch.allclose(ret, torch.tensor([1 + 0.5 * 2 + 0.25 * 4, 1 + 0.5 * 2]))
+    assert torch.allclose(weight, torch.tensor([0.125, 0.0]))  # no bootstrap past the end
+    one, w1 = ActorCritic.n_step_return(torch.tensor([3.0]), torch.tensor([0.0]), gamma=0.9)
+    assert one.item() == 3.0 and w1.item() == 0.0  # the one-step target, unchanged
+
+
+def test_n_step_return_ignores_the_steps_past_each_rows_own_length():
+    reward = torch.tensor([[1.0, 1.0], [2.0, 5.0], [4.0, 7.0]])
+    cont = torch.tensor([[1.0, 1.0], [1.0, 0.0], [1.0, 0.0]])
+    ret, weight = ActorCritic.n_step_return(reward, cont, gamma=0.5, steps=torch.tensor([3, 1]))
+    assert torch.allclose(ret, torch.tensor([1 + 0.5 * 2 + 0.25 * 4, 1.0]))
+    assert torch.allclose(weight, torch.tensor([0.125, 0.5]))  # row 1 bootstraps after one step
+
+
+def _chain_critic(starts: torch.Tensor, n: int, updates: int = 200) -> ActorCritic:
+    """A critic trained on a 12-step episode paying 1 per step and terminating at its end, on
+    replayed 3-step slices as the trainer samples them, with targets of up to ``n`` steps."""
+    L = 12
+    states, a = torch.eye(L + 1), torch.zeros(L, 1)
+    reward, cont = torch.ones(L), torch.ones(L)
+    cont[-1] = 0.0
+    m = torch.clamp(L - starts, max=n)  # (S,) steps each start's target uses
+    steps = (starts[None] + torch.arange(n)[:, None]).clamp(max=L - 1)  # (n, S)
+    torch.manual_seed(0)
+    critic = ActorCritic(L + 1, 1, hidden=32, lr=3e-3, tau=0.05)
+    for _ in range(updates):
+        critic.update(states[starts], a[starts], reward[steps], cont[steps], states[starts + m], 0.9, steps=m)
+    return critic
+
+
+def test_a_termination_reaches_the_critic_only_from_the_steps_that_show_it():
+    """Slices of 3 never start in an episode's last 2 steps. Learning on each slice's first
+    step with one-step targets, the critic never sees the end: three steps before it, its value
+    is bootstrapped from states never trained and stays that of a long future. Learning on
+    every step, or with 3-step targets, it knows that only three rewards are left."""
+    first, every = torch.arange(10), torch.arange(12)  # slice starts 0 .. L - 3, or every step
+    third_last = torch.eye(13)[9:10]
+    q = {
+        name: float(_chain_critic(starts, n).value(third_last))
+        for name, starts, n in [("first_1", first, 1), ("all_1", every, 1), ("first_3", first, 3)]
+    }
+    true = 1 + 0.9 + 0.81
+    assert abs(q["first_3"] - true) < 0.4, q  # three real rewards, no bootstrap
+    # one-step targets bootstrap through the policy's action, which the data never took: a
+    # little above the truth, but nowhere near the first-step-only critic
+    assert q["all_1"] < true + 1.0 < q["first_1"] - 2.0, q
+
+
 def test_a_nan_reward_skips_the_critic_update_and_keeps_its_weights():
     critic = ActorCritic(3, 1, hidden=16)
     z, a = torch.randn(8, 3), torch.rand(8, 1) * 2 - 1

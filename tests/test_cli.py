@@ -3,6 +3,7 @@
 import csv
 import importlib.util
 import json
+import math
 
 import numpy as np
 import pytest
@@ -398,6 +399,20 @@ def test_train_inverted_pendulum_debug(tmp_path, capsys):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/return_mean" in r for r in records)
     assert (run_dir / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [["cartpole", "debug"], ["pendulum", "debug", "model.memory=context", "model.burn_in=4"]],
+    ids=["discrete", "continuous_burn_in"],
+)
+def test_train_with_multi_step_critic_targets_on_every_replayed_step(tmp_path, setting):
+    runs = tmp_path / "runs"
+    critic = ["train.critic_steps=all", "train.critic_n_step=3"]
+    assert run("train", *setting, *critic, f"train.runs_dir={runs}", "train.total_steps=200", "--quiet") == 0
+    records = [json.loads(line) for line in (only_run(runs) / "metrics.jsonl").read_text().splitlines()]
+    q_losses = [r["train/q_loss"] for r in records if "train/q_loss" in r]
+    assert q_losses and all(math.isfinite(q) for q in q_losses)
 
 
 def test_fit_score_and_train_with_memory_and_resume_restore_it(tmp_path, capsys):

@@ -105,6 +105,22 @@ def test_fit_and_compare_sections_are_checked(overrides, needle):
         load_run_config([], overrides, command="fit")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["train.critic_steps=last"], "train.critic_steps='last'"),
+        (["train.critic_n_step=4"], "train.critic_n_step=4 must lie in [1, train.horizon=3]"),
+        (["train.critic_n_step=0"], "train.critic_n_step=0"),
+    ],
+)
+def test_critic_target_settings_are_checked(overrides, needle):
+    from loopwm_rl.runconfig import load_run_config
+
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        load_run_config(["pendulum"], overrides)
+    assert load_run_config(["pendulum"], ["train.critic_n_step=4", "train.horizon=4"]).train.critic_n_step == 4
+
+
 def test_experiment_presets_compose_through_their_base():
     from loopwm_rl.runconfig import load_run_config
 
