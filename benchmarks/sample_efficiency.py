@@ -60,7 +60,9 @@ METHODS = ("looped", "sb3")
 EVAL_EPISODES = 10
 
 
-def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, overrides: list[str]) -> dict:
+def run_looped(
+    task: str, seed: int, budgets: list[int], runs_dir: str, overrides: list[str], results: str | None = None
+) -> dict:
     """Train the looped agent to the last budget, evaluating at each; returns returns by budget."""
     _, preset, _ = TASKS[task]
     run_dir = Path(runs_dir) / f"{task}__s{seed}"
@@ -82,7 +84,7 @@ def run_looped(task: str, seed: int, budgets: list[int], runs_dir: str, override
     (run,) = _latest_run(run_dir)
     out = _looped_result(run, budgets)
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    _partial_path(task, seed).unlink(missing_ok=True)  # the full result supersedes it
+    _partial_path(task, seed, Path(results) if results else RESULTS).unlink(missing_ok=True)  # superseded
     return out
 
 
@@ -117,8 +119,8 @@ def _looped_result(run: Path, budgets: list[int]) -> dict:
     return out
 
 
-def _partial_path(task: str, seed: int) -> Path:
-    return RESULTS / f"{task}__looped__s{seed}.partial.json"
+def _partial_path(task: str, seed: int, results: Path | None = None) -> Path:
+    return (results or RESULTS) / f"{task}__looped__s{seed}.partial.json"
 
 
 def collect_partial(runs_dir: str | Path, tasks=TASKS) -> list[Path]:
@@ -206,6 +208,7 @@ def run_sb3(task: str, seed: int, budgets: list[int]) -> dict:
 
 
 def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str], max_steps: int = 0) -> list[Job]:
+    """One job per (task, method, seed), its result file under ``RESULTS``."""
     out = []
     for task in tasks:
         budgets = [b for b in TASKS[task][2] if not max_steps or b <= max_steps]
@@ -213,7 +216,7 @@ def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str], max_steps: 
             for seed in seeds:
                 kwargs = {"task": task, "seed": seed, "budgets": budgets}
                 if method == "looped":
-                    kwargs |= {"runs_dir": runs_dir, "overrides": overrides}
+                    kwargs |= {"runs_dir": runs_dir, "overrides": overrides, "results": str(RESULTS)}
                 out.append(
                     Job(
                         name=f"{task}__{method}__s{seed}",
@@ -362,6 +365,7 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    global RESULTS  # --results: every function here reads the grid's folder from it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
@@ -370,6 +374,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="local launcher: jobs at once")
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local instance)")
     parser.add_argument("--runs-dir", default="runs/sample_efficiency")
+    parser.add_argument(
+        "--results",
+        default=str(RESULTS),
+        help="folder of the result files: a variant of the looped agent (overrides) gets its own grid",
+    )
     parser.add_argument("--summarize", action="store_true", help="only aggregate the result files")
     parser.add_argument(
         "--partial",
@@ -387,6 +396,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(HERE / "results"), help="where the CSV, table and plot go")
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the looped agent's train")
     args = parser.parse_args()
+    RESULTS = Path(args.results)
     if not args.summarize:
         grid = jobs(args.tasks, args.methods, args.seeds, args.runs_dir, args.overrides, args.max_steps)
         report = run_jobs(grid, args.launcher, processes=args.processes, ray_address=args.ray_address)
