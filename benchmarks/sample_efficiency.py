@@ -119,8 +119,14 @@ def _looped_result(run: Path, budgets: list[int]) -> dict:
     return out
 
 
+def _result_path(task: str, method: str, seed: int, results: Path | None = None, suffix: str = ".json") -> Path:
+    """A job's result file (``suffix=".partial.json"``: a stopped looped run's) in ``results``
+    (default: this grid's folder)."""
+    return (results or RESULTS) / f"{task}__{method}__s{seed}{suffix}"
+
+
 def _partial_path(task: str, seed: int, results: Path | None = None) -> Path:
-    return (results or RESULTS) / f"{task}__looped__s{seed}.partial.json"
+    return _result_path(task, "looped", seed, results, ".partial.json")
 
 
 def collect_partial(runs_dir: str | Path, tasks=TASKS) -> list[Path]:
@@ -131,16 +137,17 @@ def collect_partial(runs_dir: str | Path, tasks=TASKS) -> list[Path]:
         for run_dir in sorted(Path(runs_dir).glob(f"{task}__s*")):
             seed = int(run_dir.name.rsplit("__s", 1)[1])
             found = _latest_run(run_dir)
-            if (RESULTS / f"{task}__looped__s{seed}.json").exists() or not found:
+            if _result_path(task, "looped", seed).exists() or not found:
                 continue
             try:
                 result = _looped_result(found[0], list(TASKS[task][2]))
             except ValueError:
                 continue  # no evaluation yet: nothing to report
             result |= {"partial": True, "job": f"{task}__looped__s{seed}"}
-            with atomic_path(_partial_path(task, seed), suffix=".json") as tmp:
+            path = _partial_path(task, seed)
+            with atomic_path(path, suffix=".json") as tmp:
                 tmp.write_text(json.dumps(result, indent=1))
-            written.append(_partial_path(task, seed))
+            written.append(path)
     return written
 
 
@@ -222,7 +229,7 @@ def jobs(tasks, methods, seeds, runs_dir: str, overrides: list[str], max_steps: 
                         name=f"{task}__{method}__s{seed}",
                         fn=f"{__file__}:run_{method}",
                         kwargs=kwargs,
-                        result=RESULTS / f"{task}__{method}__s{seed}.json",
+                        result=_result_path(task, method, seed),
                     )
                 )
     return out

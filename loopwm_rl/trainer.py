@@ -159,11 +159,11 @@ class Trainer:
         parts: dict[str, list[torch.Tensor]] = {"z": [], "a": [], "r": [], "c": [], "z_next": [], "m": []}
         for k in starts:
             m = min(M, T - k)
-            pad = (0, 0, 0, M - m)  # (M, B): the steps past the sequence's end are ignored
+            pad = (0, 0, 0, M - m)  # (M, B); n_step_return ignores the entries past ``steps``
             parts["z"].append(zs[k - n])
             parts["a"].append(batch.actions[k])
             parts["r"].append(F.pad(batch.rewards[k : k + m], pad))
-            parts["c"].append(F.pad(cont[k : k + m], pad, value=1.0))
+            parts["c"].append(F.pad(cont[k : k + m], pad))
             parts["z_next"].append(zs[k - n + m])
             parts["m"].append(torch.full((B,), m, dtype=torch.long, device=batch.rewards.device))
         return self.critic.update(
