@@ -43,7 +43,8 @@ from loopwm_rl.atomic import atomic_path
 from loopwm_rl.jobs import LAUNCHERS, Job, run_jobs
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results" / "sample_efficiency"
+DEFAULT_RESULTS = HERE / "results" / "sample_efficiency"
+RESULTS = DEFAULT_RESULTS
 SHORT = (1000, 2000, 5000, 10000, 20000)
 LONG = (10000, 20000, 50000)
 # task: (env id, the looped agent's preset, budget points in env steps)
@@ -320,6 +321,12 @@ def summarize(out_dir: Path, partial: bool = False) -> None:
     _plot(rows, out_dir / "sample_efficiency.png")
 
 
+def summary_dir(results: Path) -> Path:
+    """Where the grid in ``results`` writes its CSV, table and plot: ``benchmarks/results`` for
+    the preset's grid, the variant's own folder otherwise."""
+    return HERE / "results" if results.resolve() == DEFAULT_RESULTS.resolve() else results
+
+
 def _depth_lines(groups: dict[tuple[str, str], list[dict]]) -> list[str]:
     """Suite envs label hard steps: mean loops on hard over easy evaluation steps, and the
     AUROC of loops for hard, at each budget point (mean over seeds)."""
@@ -383,7 +390,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default="runs/sample_efficiency")
     parser.add_argument(
         "--results",
-        default=str(RESULTS),
+        default=str(DEFAULT_RESULTS),
         help="folder of the result files: a variant of the looped agent (overrides) gets its own grid",
     )
     parser.add_argument("--summarize", action="store_true", help="only aggregate the result files")
@@ -400,7 +407,12 @@ def main() -> None:
         help="stop at this budget point (0: the task's last); to go further later, delete the result "
         "file and re-run: the looped run resumes from its checkpoint",
     )
-    parser.add_argument("--out", default=str(HERE / "results"), help="where the CSV, table and plot go")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where the CSV, table and plot go (default: benchmarks/results for the preset's grid, "
+        "the --results folder for a variant, so a variant never overwrites the preset's table)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the looped agent's train")
     args = parser.parse_args()
     RESULTS = Path(args.results)
@@ -411,7 +423,7 @@ def main() -> None:
     if args.partial:
         for path in collect_partial(args.runs_dir, args.tasks):
             print(f"partial: {path}")
-    summarize(Path(args.out), partial=args.partial)
+    summarize(Path(args.out) if args.out else summary_dir(RESULTS), partial=args.partial)
 
 
 if __name__ == "__main__":

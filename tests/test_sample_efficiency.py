@@ -68,3 +68,10 @@ def test_a_finished_job_supersedes_its_partial_result(bench, tmp_path):
     assert bench.collect_partial(runs) == []  # and no new one is written
     (job,) = bench.jobs(["reacher"], ["looped"], [1], str(runs), [])
     assert job.result.name == "reacher__looped__s1.json" and partial.name != job.result.name
+
+
+def test_a_variant_grid_writes_its_table_beside_its_own_results(bench, tmp_path):
+    # the preset's table and plot stay where the README points; a variant's go to its folder
+    assert bench.summary_dir(bench.DEFAULT_RESULTS) == bench.HERE / "results"
+    variant = tmp_path / "sample_efficiency_variant"
+    assert bench.summary_dir(variant) == variant
