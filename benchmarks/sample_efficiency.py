@@ -44,6 +44,7 @@ from loopwm_rl.jobs import LAUNCHERS, Job, run_jobs
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_RESULTS = HERE / "results" / "sample_efficiency"
+DEFAULT_RUNS = "runs/sample_efficiency"
 RESULTS = DEFAULT_RESULTS
 SHORT = (1000, 2000, 5000, 10000, 20000)
 LONG = (10000, 20000, 50000)
@@ -321,6 +322,22 @@ def summarize(out_dir: Path, partial: bool = False) -> None:
     _plot(rows, out_dir / "sample_efficiency.png")
 
 
+def check_folders(results: Path, runs_dir: str) -> None:
+    """A variant grid (its own ``--results``) must keep its runs apart from the preset's.
+
+    With the preset's run folders it would resume the preset's runs under the variant's
+    overrides, and ``--partial`` would file the preset's stopped runs as the variant's.
+
+    Raises:
+        ValueError: a variant's results folder with the preset's runs folder.
+    """
+    if results.resolve() != DEFAULT_RESULTS.resolve() and Path(runs_dir).resolve() == Path(DEFAULT_RUNS).resolve():
+        raise ValueError(
+            f"--results {results} is a variant's grid, but --runs-dir is the preset's ({DEFAULT_RUNS}): "
+            "give the variant its own --runs-dir (the one its runs were trained in)"
+        )
+
+
 def summary_dir(results: Path) -> Path:
     """Where the grid in ``results`` writes its CSV, table and plot: ``benchmarks/results`` for
     the preset's grid, the variant's own folder otherwise."""
@@ -387,7 +404,7 @@ def main() -> None:
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS)
     parser.add_argument("--processes", type=int, default=1, help="local launcher: jobs at once")
     parser.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local instance)")
-    parser.add_argument("--runs-dir", default="runs/sample_efficiency")
+    parser.add_argument("--runs-dir", default=DEFAULT_RUNS)
     parser.add_argument(
         "--results",
         default=str(DEFAULT_RESULTS),
@@ -416,6 +433,11 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides for the looped agent's train")
     args = parser.parse_args()
     RESULTS = Path(args.results)
+    if not args.summarize or args.partial:  # only these read the run folders
+        try:
+            check_folders(RESULTS, args.runs_dir)
+        except ValueError as err:
+            parser.error(str(err))
     if not args.summarize:
         grid = jobs(args.tasks, args.methods, args.seeds, args.runs_dir, args.overrides, args.max_steps)
         report = run_jobs(grid, args.launcher, processes=args.processes, ray_address=args.ray_address)

@@ -75,3 +75,11 @@ def test_a_variant_grid_writes_its_table_beside_its_own_results(bench, tmp_path)
     assert bench.summary_dir(bench.DEFAULT_RESULTS) == bench.HERE / "results"
     variant = tmp_path / "sample_efficiency_variant"
     assert bench.summary_dir(variant) == variant
+
+
+def test_a_variant_grid_refuses_the_presets_run_folders(bench, tmp_path):
+    # it would resume the preset's runs under its overrides, or file them as its own partials
+    with pytest.raises(ValueError, match="its own --runs-dir"):
+        bench.check_folders(tmp_path / "sample_efficiency_variant", bench.DEFAULT_RUNS)
+    bench.check_folders(tmp_path / "sample_efficiency_variant", str(tmp_path / "runs_variant"))
+    bench.check_folders(bench.DEFAULT_RESULTS, bench.DEFAULT_RUNS)
