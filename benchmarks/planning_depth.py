@@ -81,7 +81,7 @@ def split_variant(variant: str) -> tuple[str, list[str]]:
 
 def evaluate(run: str, variant: str, episodes: int) -> dict:
     """Evaluate the run's final agent under one planning variant."""
-    from loopwm_rl import resume, run_setup
+    from loopwm_rl import run_setup
     from loopwm_rl.agents import PlanningAgent
     from loopwm_rl.runconfig import apply_overrides
     from loopwm_rl.rundir import read_config
@@ -89,7 +89,7 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
 
     cfg = read_config(run)
     trainer = Trainer(cfg, run, progress=False)
-    resume.load(trainer)
+    trainer.load()
     model = trainer.model.eval()
     cap = model.cfg.loop_cap
     planner = cfg.planner

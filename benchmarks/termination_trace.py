@@ -47,18 +47,19 @@ def survival(model, critic, z: torch.Tensor, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def trace(run: str, episodes: int, k: int) -> dict:
-    from loopwm_rl import resume
     from loopwm_rl.agents import PlanningAgent
+    from loopwm_rl.memory import filter_latents
     from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
     cfg = read_config(run)
     trainer = Trainer(cfg, run, progress=False)
-    resume.load(trainer)
+    trainer.load()
     model, critic, env = trainer.model.eval(), trainer.critic, trainer.eval_env
     if critic is None:
         raise SystemExit(f"{run}: the run has no critic (train.critic=false); nothing to trace")
     agent = PlanningAgent(model, env.action_space, cfg.planner, critic, seed=cfg.train.seed + 7)
+    action_dtype = torch.int64 if isinstance(env.action_space, gym.spaces.Discrete) else torch.float32
     out = []
     for ep in range(episodes):
         obs, _ = env.reset(seed=10_000 + ep)
@@ -71,9 +72,10 @@ def trace(run: str, episodes: int, k: int) -> dict:
             actions.append(action)
             rewards.append(float(r))
         o = torch.as_tensor(np.asarray(seen[:-1]), dtype=torch.float32)  # (T, O)
-        discrete = isinstance(env.action_space, gym.spaces.Discrete)
-        a = torch.as_tensor(np.asarray(actions), dtype=torch.int64 if discrete else torch.float32)  # (T,) | (T, A)
-        z = model.encode(o)  # (T, S)
+        a = torch.as_tensor(np.asarray(actions), dtype=action_dtype)  # (T,) | (T, A)
+        # the latents the planner started from: with model.memory=context each carries the
+        # episode so far, not just its observation
+        z = filter_latents(model, o, a, np.zeros(len(o)))  # (T, S)
         out.append(
             {
                 "return": float(np.sum(rewards)),
