@@ -20,11 +20,28 @@ from .checkpoint import CheckpointError
 logging.getLogger("torchrl").setLevel(logging.WARNING)  # one INFO line per storage otherwise
 
 
-class SequenceReplay:
-    """Stores transitions with an episode id; samples ``batch`` slices of ``horizon`` steps."""
+_FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "episode")
 
-    def __init__(self, capacity: int, horizon: int, batch: int, seed: int = 0) -> None:
-        self.horizon, self.batch = horizon, batch
+
+class SequenceReplay:
+    """Stores transitions with an episode id; samples ``batch`` slices of ``horizon`` steps.
+
+    With ``terminal_fraction`` > 0 that fraction of each batch's slices (rounded, at least one)
+    ends on a termination drawn uniformly from those stored: a uniform slice ends on one with
+    probability about 1 / episode length, so the continuation head and the critic would
+    otherwise see an episode's end in about 1 % of what they learn from (Hopper, 10k steps).
+    """
+
+    def __init__(self, capacity: int, horizon: int, batch: int, seed: int = 0, terminal_fraction: float = 0.0) -> None:
+        if not 0.0 <= terminal_fraction < 1.0:
+            raise ValueError(f"terminal_fraction={terminal_fraction} must lie in [0, 1)")
+        self.capacity, self.horizon, self.batch = capacity, horizon, batch
+        self.terminal_fraction = terminal_fraction
+        # storage indices of terminating transitions whose episode has ``horizon`` steps up to
+        # them, and the current episode's id and stored length (to tell which do)
+        self._terminal_ends: set[int] = set()
+        self._sorted_ends: torch.Tensor | None = None
+        self._episode, self._episode_len = None, 0
         self.buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(capacity),
             sampler=SliceSampler(slice_len=horizon, traj_key="episode", strict_length=True),
@@ -38,7 +55,7 @@ class SequenceReplay:
         return len(self.buffer)
 
     def add(self, obs, action, reward: float, next_obs, terminated: bool, episode: int) -> None:
-        self.buffer.add(
+        index = self.buffer.add(
             TensorDict(
                 {
                     "obs": torch.as_tensor(np.asarray(obs, np.float32)),
@@ -51,12 +68,40 @@ class SequenceReplay:
                 batch_size=[],
             )
         )
+        self._episode_len = self._episode_len + 1 if episode == self._episode else 1
+        self._episode = episode
+        # a write breaks every stored slice that covers its index (the buffer wraps around)
+        self._terminal_ends.difference_update((index + j) % self.capacity for j in range(self.horizon))
+        if terminated and self._episode_len >= self.horizon:
+            self._terminal_ends.add(int(index))
+        self._sorted_ends = None
+
+    def terminal_slices(self) -> int:
+        """How many stored slices of ``horizon`` steps end on a termination."""
+        return len(self._terminal_ends)
 
     def sample(self) -> SequenceBatch:
         flat = self.buffer.sample()  # (B * H,) slices laid end to end
-        td = flat.reshape(self.batch, self.horizon).transpose(0, 1)  # (H, B)
+        flat = flat.reshape(self.batch, self.horizon)  # (B, H)
+        k = self._terminal_count()
+        if k:
+            if self._sorted_ends is None:
+                self._sorted_ends = torch.tensor(sorted(self._terminal_ends))
+            # the buffer's own generator: dumps and loads carry its state across a resume
+            pick = torch.randint(len(self._sorted_ends), (k,), generator=self.buffer._rng)
+            steps = torch.arange(1 - self.horizon, 1)  # (H,)
+            index = (self._sorted_ends[pick][:, None] + steps) % self.capacity  # (k, H)
+            ends = self.buffer.storage[index.flatten()].reshape(k, self.horizon).select(*_FIELDS)
+            # the sampler adds its own keys (``next``, ``index``) to a uniform draw
+            flat = torch.cat([flat[: self.batch - k].select(*_FIELDS), ends], 0)
+        td = flat.transpose(0, 1)  # (H, B)
         obs = torch.cat([td["obs"][:1], td["next_obs"]], 0)  # (H + 1, B, O)
         return SequenceBatch(obs, _model_action(td["action"]), td["reward"], td["terminated"])
+
+    def _terminal_count(self) -> int:
+        if self.terminal_fraction == 0.0 or not self._terminal_ends:
+            return 0
+        return max(1, round(self.batch * self.terminal_fraction))
 
     def transitions(self) -> TensorDict:
         """Every stored transition (for normalisation statistics)."""
@@ -96,6 +141,28 @@ class SequenceReplay:
             self.buffer.loads(path)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise CheckpointError(f"the replay buffer in {path} cannot be restored: {err}") from err
+        self._index_terminal_ends()
+
+    def _index_terminal_ends(self) -> None:
+        """Rebuild the terminal slice index from the restored storage (it is not dumped)."""
+        self._terminal_ends, self._sorted_ends = set(), None
+        self._episode, self._episode_len = None, 0
+        if len(self.buffer) == 0:
+            return
+        td = self.transitions()
+        episode = td["episode"]
+        for i in torch.nonzero(td["terminated"]).flatten().tolist():
+            window = (torch.arange(i - self.horizon + 1, i + 1)) % self.capacity
+            if (i >= self.horizon - 1 or len(self.buffer) == self.capacity) and bool(
+                (episode[window] == episode[i]).all()
+            ):
+                self._terminal_ends.add(i)
+        last = (self.buffer.write_count - 1) % self.capacity  # the newest transition
+        self._episode = int(episode[last])
+        run = 0
+        while run < len(self.buffer) and int(episode[(last - run) % self.capacity]) == self._episode:
+            run += 1
+        self._episode_len = run
 
 
 def _model_action(action: torch.Tensor) -> torch.Tensor:

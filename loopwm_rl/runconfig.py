@@ -77,6 +77,11 @@ class TrainConfig:
     """Replayed steps the critic learns on: ``first`` (after the burn-in) or ``all`` of each
     sequence. Sequences start anywhere but in an episode's last ``horizon - 1`` steps, so
     with ``first`` and one-step targets a termination never reaches the critic."""
+    terminal_fraction: float = 0.0
+    """Fraction of each replayed batch's sequences that end on a termination (0: uniform
+    sampling, where about 1 / episode length do), and with it every terminating step of a
+    batch becomes a one-step critic row. For tasks that end when the agent fails (Hopper):
+    the continuation head and the critic learn where episodes end."""
     eval_every: int = 1_000
     eval_at: tuple[int, ...] = ()
     """Env steps to evaluate at instead of every ``eval_every`` (a benchmark's budget points,
@@ -212,6 +217,8 @@ class RunConfig:
             raise ConfigError(
                 "train.horizon, train.batch_size and train.max_bad_updates must be >= 1 and train.utd >= 0"
             )
+        if not 0.0 <= t.terminal_fraction < 1.0:
+            raise ConfigError(f"train.terminal_fraction={t.terminal_fraction} must lie in [0, 1)")
         if t.critic_steps not in ("first", "all"):
             raise ConfigError(f"train.critic_steps={t.critic_steps!r} is not one of ['first', 'all']")
         if not 1 <= t.critic_n_step <= t.horizon:

@@ -83,7 +83,13 @@ class Trainer:
             self.model, self.eval_env.action_space, cfg.planner, self.critic, seed=t.seed + 1, device=self.device
         )
         # a model with memory filters a burn-in prefix before each training sequence
-        self.replay = SequenceReplay(t.buffer_size, t.horizon + model_cfg.sequence_burn_in, t.batch_size, seed=t.seed)
+        self.replay = SequenceReplay(
+            t.buffer_size,
+            t.horizon + model_cfg.sequence_burn_in,
+            t.batch_size,
+            seed=t.seed,
+            terminal_fraction=t.terminal_fraction,
+        )
         self.rng = np.random.default_rng(t.seed)
         self.guard = DivergenceGuard(t.max_bad_updates)
         self.step = self.episode = self.updates = 0
@@ -145,14 +151,20 @@ class Trainer:
         """One critic step on the replayed sequences: TD targets from the first step after the
         burn-in (``train.critic_steps=first``) or from every one (``all``: an episode's last
         steps too, the only place a termination shows), each over up to ``critic_n_step``
-        replayed rewards, cut where the sequence ends."""
+        replayed rewards, cut where the sequence ends. With ``train.terminal_fraction`` > 0
+        every terminating step of the batch is a one-step row too (its target is its reward):
+        ``first`` alone never reaches one."""
         t = self.cfg.train
         n, T = self.model.cfg.sequence_burn_in, batch.rewards.shape[0]
         M = t.critic_n_step  # <= train.horizon, so one start always has M steps
         starts = range(n, T) if t.critic_steps == "all" else range(n, n + 1)
+        ends = []  # steps past the first whose terminations the rows above miss
+        if t.terminal_fraction > 0 and t.critic_steps == "first":
+            ends = [k for k in range(n + 1, T) if bool(batch.terminated[k].any())]
+        last = max(starts[-1] + M, ends[-1] + 1 if ends else 0)
         with torch.no_grad():
             zs = [filter_prefix(self.model, batch.obs, batch.actions, n)]  # zs[i]: before step n + i
-            for k in range(n, min(T, starts[-1] + M)):  # replayed steps stay inside one episode
+            for k in range(n, min(T, last)):  # replayed steps stay inside one episode
                 zs.append(self.model.observe(zs[-1], batch.actions[k], batch.obs[k + 1]))
         cont = 1.0 - batch.terminated.float()  # (T, B)
         B = batch.rewards.shape[1]
@@ -166,15 +178,27 @@ class Trainer:
             parts["c"].append(F.pad(cont[k : k + m], pad))
             parts["z_next"].append(zs[k - n + m])
             parts["m"].append(torch.full((B,), m, dtype=torch.long, device=batch.rewards.device))
-        return self.critic.update(
+        for k in ends:
+            rows = batch.terminated[k]  # (B,)
+            pad = (0, 0, 0, M - 1)
+            parts["z"].append(zs[k - n][rows])
+            parts["a"].append(batch.actions[k][rows])
+            parts["r"].append(F.pad(batch.rewards[k : k + 1, rows], pad))
+            parts["c"].append(F.pad(cont[k : k + 1, rows], pad))
+            parts["z_next"].append(zs[k - n + 1][rows])
+            parts["m"].append(torch.ones(int(rows.sum()), dtype=torch.long, device=batch.rewards.device))
+        metrics = self.critic.update(
             torch.cat(parts["z"]),
             torch.cat(parts["a"]),
-            torch.cat(parts["r"], 1),  # (M, starts * B)
+            torch.cat(parts["r"], 1),  # (M, rows)
             torch.cat(parts["c"], 1),
             torch.cat(parts["z_next"]),
             self.cfg.planner.gamma,
             steps=torch.cat(parts["m"]),
         )
+        if t.terminal_fraction > 0:
+            metrics["train/terminal_rows"] = float(sum(len(m) for m in parts["m"][len(starts) :]))
+        return metrics
 
     def _recent(self, n: int = 2048) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The last ``n`` replayed transitions: observations, actions and the latents filtered

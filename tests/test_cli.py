@@ -415,6 +415,19 @@ def test_train_with_multi_step_critic_targets_on_every_replayed_step(tmp_path, s
     assert q_losses and all(math.isfinite(q) for q in q_losses)
 
 
+def test_terminal_fraction_gives_the_critic_the_batchs_terminating_steps(tmp_path):
+    """CartPole's debug episodes end within 50 steps: with ``train.terminal_fraction`` every
+    update's critic learns on terminating steps, also behind a memory's burn-in."""
+    runs = tmp_path / "runs"
+    argv = ["cartpole", "debug", "model.memory=context", "model.burn_in=2", "train.terminal_fraction=0.25"]
+    assert run("train", *argv, f"train.runs_dir={runs}", "train.total_steps=200", "--quiet") == 0
+    records = [json.loads(line) for line in (only_run(runs) / "metrics.jsonl").read_text().splitlines()]
+    rows = [r["train/terminal_rows"] for r in records if "train/terminal_rows" in r]
+    # 16 sequences per batch, a quarter of them ending on a termination
+    assert rows and min(rows) >= 4
+    assert all(math.isfinite(r["train/q_loss"]) for r in records if "train/q_loss" in r)
+
+
 def test_fit_score_and_train_with_memory_and_resume_restore_it(tmp_path, capsys):
     """``model.memory=context`` through fit, score and train; a resumed run gets the filter's
     weights and config back."""

@@ -111,6 +111,7 @@ def test_fit_and_compare_sections_are_checked(overrides, needle):
         (["train.critic_steps=last"], "train.critic_steps='last'"),
         (["train.critic_n_step=4"], "train.critic_n_step=4 must lie in [1, train.horizon=3]"),
         (["train.critic_n_step=0"], "train.critic_n_step=0"),
+        (["train.terminal_fraction=1"], "train.terminal_fraction=1.0 must lie in [0, 1)"),
     ],
 )
 def test_critic_target_settings_are_checked(overrides, needle):
