@@ -34,7 +34,7 @@ layers: $(STAMP)
 	cd build/layers && PYTHONPATH=. $(CURDIR)/$(BIN)/lint-imports --config $(CURDIR)/pyproject.toml --no-cache
 
 test: $(STAMP) lint layers
-	OMP_NUM_THREADS=$(TEST_THREADS) WANDB_MODE=disabled $(BIN)/pytest -q -rs
+	OMP_NUM_THREADS=$(TEST_THREADS) WANDB_MODE=disabled $(BIN)/pytest -q -rs --durations=15
 
 bench: $(STAMP)
 	# a lone timing run: 2 threads with the active wait policy (BENCHMARKS.md, step cost)
