@@ -187,17 +187,18 @@ class Trainer:
             parts["c"].append(F.pad(cont[k : k + 1, rows], pad))
             parts["z_next"].append(zs[k - n + 1][rows])
             parts["m"].append(torch.ones(int(rows.sum()), dtype=torch.long, device=batch.rewards.device))
+        c = torch.cat(parts["c"], 1)  # (M, rows)
         metrics = self.critic.update(
             torch.cat(parts["z"]),
             torch.cat(parts["a"]),
-            torch.cat(parts["r"], 1),  # (M, rows)
-            torch.cat(parts["c"], 1),
+            torch.cat(parts["r"], 1),
+            c,
             torch.cat(parts["z_next"]),
             self.cfg.planner.gamma,
             steps=torch.cat(parts["m"]),
         )
-        if t.terminal_fraction > 0:
-            metrics["train/terminal_rows"] = float(sum(len(m) for m in parts["m"][len(starts) :]))
+        if t.terminal_fraction > 0:  # rows whose first step ends the episode (either critic_steps)
+            metrics["train/terminal_rows"] = float((c[0] == 0).sum())
         return metrics
 
     def _recent(self, n: int = 2048) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
