@@ -68,12 +68,16 @@ class SequenceReplay:
                 batch_size=[],
             )
         )
+        self._track(int(index), int(episode), bool(terminated))
+
+    def _track(self, index: int, episode: int, terminated: bool) -> None:
+        """Update the terminal slice index for a write at storage ``index``."""
         self._episode_len = self._episode_len + 1 if episode == self._episode else 1
         self._episode = episode
         # a write breaks every stored slice that covers its index (the buffer wraps around)
         self._terminal_ends.difference_update((index + j) % self.capacity for j in range(self.horizon))
         if terminated and self._episode_len >= self.horizon:
-            self._terminal_ends.add(int(index))
+            self._terminal_ends.add(index)
         self._sorted_ends = None
 
     def terminal_slices(self) -> int:
@@ -144,25 +148,16 @@ class SequenceReplay:
         self._index_terminal_ends()
 
     def _index_terminal_ends(self) -> None:
-        """Rebuild the terminal slice index from the restored storage (it is not dumped)."""
+        """Rebuild the terminal slice index from the restored storage (it is not dumped) by
+        tracking the stored transitions again, oldest first."""
         self._terminal_ends, self._sorted_ends = set(), None
         self._episode, self._episode_len = None, 0
-        if len(self.buffer) == 0:
-            return
+        n = len(self.buffer)
         td = self.transitions()
-        episode = td["episode"]
-        for i in torch.nonzero(td["terminated"]).flatten().tolist():
-            window = (torch.arange(i - self.horizon + 1, i + 1)) % self.capacity
-            if (i >= self.horizon - 1 or len(self.buffer) == self.capacity) and bool(
-                (episode[window] == episode[i]).all()
-            ):
-                self._terminal_ends.add(i)
-        last = (self.buffer.write_count - 1) % self.capacity  # the newest transition
-        self._episode = int(episode[last])
-        run = 0
-        while run < len(self.buffer) and int(episode[(last - run) % self.capacity]) == self._episode:
-            run += 1
-        self._episode_len = run
+        episode, terminated = td["episode"].tolist(), td["terminated"].tolist()
+        for j in range(n):
+            index = (self.buffer.write_count - n + j) % self.capacity
+            self._track(index, episode[index], terminated[index])
 
 
 def _model_action(action: torch.Tensor) -> torch.Tensor:

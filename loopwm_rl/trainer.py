@@ -167,26 +167,22 @@ class Trainer:
             for k in range(n, min(T, last)):  # replayed steps stay inside one episode
                 zs.append(self.model.observe(zs[-1], batch.actions[k], batch.obs[k + 1]))
         cont = 1.0 - batch.terminated.float()  # (T, B)
-        B = batch.rewards.shape[1]
         parts: dict[str, list[torch.Tensor]] = {"z": [], "a": [], "r": [], "c": [], "z_next": [], "m": []}
-        for k in starts:
-            m = min(M, T - k)
-            pad = (0, 0, 0, M - m)  # (M, B); n_step_return ignores the entries past ``steps``
-            parts["z"].append(zs[k - n])
-            parts["a"].append(batch.actions[k])
-            parts["r"].append(F.pad(batch.rewards[k : k + m], pad))
-            parts["c"].append(F.pad(cont[k : k + m], pad))
-            parts["z_next"].append(zs[k - n + m])
-            parts["m"].append(torch.full((B,), m, dtype=torch.long, device=batch.rewards.device))
-        for k in ends:
-            rows = batch.terminated[k]  # (B,)
-            pad = (0, 0, 0, M - 1)
+
+        def add_rows(k: int, m: int, rows: torch.Tensor | slice = slice(None)) -> None:
+            """Rows starting at replayed step ``k`` with ``m`` steps of reward, for batch ``rows``."""
+            pad = (0, 0, 0, M - m)  # (M, rows); n_step_return ignores the entries past ``steps``
             parts["z"].append(zs[k - n][rows])
             parts["a"].append(batch.actions[k][rows])
-            parts["r"].append(F.pad(batch.rewards[k : k + 1, rows], pad))
-            parts["c"].append(F.pad(cont[k : k + 1, rows], pad))
-            parts["z_next"].append(zs[k - n + 1][rows])
-            parts["m"].append(torch.ones(int(rows.sum()), dtype=torch.long, device=batch.rewards.device))
+            parts["r"].append(F.pad(batch.rewards[k : k + m, rows], pad))
+            parts["c"].append(F.pad(cont[k : k + m, rows], pad))
+            parts["z_next"].append(zs[k - n + m][rows])
+            parts["m"].append(torch.full((len(parts["z"][-1]),), m, dtype=torch.long, device=batch.rewards.device))
+
+        for k in starts:
+            add_rows(k, min(M, T - k))
+        for k in ends:
+            add_rows(k, 1, batch.terminated[k])
         c = torch.cat(parts["c"], 1)  # (M, rows)
         metrics = self.critic.update(
             torch.cat(parts["z"]),
