@@ -19,6 +19,10 @@ are left out. Each (run, variant) is one job (:mod:`loopwm_rl.jobs`) with its re
     python benchmarks/planning_depth.py --runs runs/floor5k/b0.5/* --episodes 3
     python benchmarks/planning_depth.py --runs runs/cartpole/* --variants fixed8 h10=planner.horizon=10
     python benchmarks/planning_depth.py --summarize
+    python benchmarks/planning_depth.py --results benchmarks/results/planning_depth_hopper_terminal --summarize
+
+``--summarize`` groups result files by env and variant, so runs trained with different settings
+belong in their own ``--results`` folder (default ``benchmarks/results/planning_depth``).
 """
 
 from __future__ import annotations
@@ -142,9 +146,10 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
     }
 
 
-def summarize() -> None:
+def summarize(results: Path = RESULTS) -> None:
+    """A Markdown table of the result files in ``results``, one row per (env, variant)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(results.glob("*.json")):
         r = json.loads(path.read_text())
         groups[(r["env"], r["variant"])].append(r)
     print(
@@ -176,6 +181,9 @@ def main() -> None:
     parser.add_argument("--launcher", default="local", choices=LAUNCHERS)
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--summarize", action="store_true")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help="folder of result files: written by jobs, read by --summarize"
+    )
     args = parser.parse_args()
     if not args.summarize:
         try:  # a bad variant fails here, before any job runs
@@ -187,13 +195,13 @@ def main() -> None:
                 name=f"{Path(run).name}__{name}",
                 fn=f"{__file__}:evaluate",
                 kwargs={"run": run, "variant": variant, "episodes": args.episodes},
-                result=RESULTS / f"{Path(run).name}__{name}.json",
+                result=args.results / f"{Path(run).name}__{name}.json",
             )
             for run in args.runs
             for variant, name in zip(args.variants, names, strict=True)
         ]
         print(run_jobs(grid, args.launcher, processes=args.processes).summary())
-    summarize()
+    summarize(args.results)
 
 
 if __name__ == "__main__":
