@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 # Torch's CPU build; a bare `torch` requirement would pull a multi-GB CUDA build.
 TORCH ?= torch==2.13.0
 # One torch thread per run: on this package's model sizes a second thread bought 0.96-1.04x
-# (benchmarks/concurrency.py). The test suite runs the same way: two pytest-xdist workers of
-# one thread each; its time sits in a few single-process learning tests, which ran in 6.3 min
-# this way against about 12 min as one process of two threads (BENCHMARKS.md, test time).
+# (benchmarks/concurrency.py). The test suite runs the same way, as two pytest-xdist workers of
+# one thread each: beside one training run it took 18 min so, against 28-29 min as one process
+# of two threads (README, first section).
 THREADS ?= 1
 TEST_THREADS ?= 1
 TEST_WORKERS ?= 2
