@@ -43,7 +43,8 @@ def test_fits_the_bouncing_ball_env_and_hard_labels_mean_something():
 @pytest.mark.parametrize(
     ("recipe", "threshold"),
     [
-        # this test's fit with fit seeds 0-4 at one thread (the suite's setting): max/1 of 0.91,
+        # this test's fit with fit seeds 0-4 at one thread (the suite's setting; `OMP_NUM_THREADS=1
+        # python benchmarks/learning_test_spread.py --seeds 5`): max/1 of 0.91,
         # 0.74, 0.65, 0.82, 0.79 (seed 0 gave 0.86 at two threads); benchmarks/loops_matter.py
         # --seeds 0 1 2 --threads 1: 0.74, 0.67, 0.71. A 1200-update fit is noisy, so 0.95 says
         # only that extra loops still take something off; a model whose loops add nothing is at 1
@@ -105,11 +106,12 @@ def easy_floor_ratio(seed: int, updates: int = 600) -> float:
 def test_one_loop_serves_easy_steps_about_as_well_as_a_one_pass_model():
     """The easy-step floor: at one loop the default looped model is within a measured margin
     of a one-block stacked model on easy steps (BENCHMARKS.md, "The easy-step floor").
-    Seeds 0-4 of this set-up at one thread (the suite's setting) gave 1.23, 0.76, 0.99, 0.86,
-    0.68; at two threads seeds 0-2 gave 0.71, 0.68, 2.13 (before random loop starts: 0.97,
-    0.87, 1.95). At 600 updates both models are far from converged and the ratio moves with
-    the thread count's rounding, so this catches a clearly broken first loop (over 1.5x a
-    one-pass model on seed 0), not the 2-6x floor the benchmark measures at 2000 updates."""
+    Seeds 0-4 of this set-up at one thread (the suite's setting; ``OMP_NUM_THREADS=1 python
+    benchmarks/learning_test_spread.py --seeds 5``) gave 1.23, 0.76, 0.99, 0.86, 0.68; at two
+    threads seeds 0-2 gave 0.71, 0.68, 2.13 (before random loop starts: 0.97, 0.87, 1.95). At
+    600 updates both models are far from converged and the ratio moves with the thread count's
+    rounding, so this catches a clearly broken first loop (over 1.5x a one-pass model on seed
+    0), not the 2-6x floor the benchmark measures at 2000 updates."""
     ratio = easy_floor_ratio(seed=0)
     assert ratio < 1.5, f"1-loop easy-step error is {ratio:.2f}x the one-pass model's"
 
