@@ -3,19 +3,9 @@ so runs trained with other settings do not count as seeds of one row."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "planning_depth.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("planning_depth_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _result(folder: Path, run: str, variant: str, ret: float, mflops: float) -> None:
@@ -25,8 +15,8 @@ def _result(folder: Path, run: str, variant: str, ret: float, mflops: float) -> 
     (folder / f"{run}__{variant}.json").write_text(json.dumps(row))
 
 
-def test_summarize_reads_only_the_results_folder_it_is_given(tmp_path, monkeypatch, capsys):
-    bench = _load()
+def test_summarize_reads_only_the_results_folder_it_is_given(tmp_path, monkeypatch, capsys, load_benchmark):
+    bench = load_benchmark("planning_depth")
     preset, variant = tmp_path / "preset", tmp_path / "variant"
     _result(preset, "run0", "fixed8", -80.0, 100.0)
     _result(preset, "run1", "fixed8", -90.0, 100.0)

@@ -3,20 +3,15 @@ and never stand in for a finished job."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "sample_efficiency.py"
-
 
 @pytest.fixture
-def bench(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("sample_efficiency_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def bench(tmp_path, monkeypatch, load_benchmark):
+    module = load_benchmark("sample_efficiency")
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
     return module
 

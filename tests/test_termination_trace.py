@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,15 +10,10 @@ import torch
 from loopwm_rl import build_world_model, load_model_config
 from loopwm_rl.agents import ActorCritic
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "termination_trace.py"
-
 
 @pytest.fixture(scope="module")
-def trace():
-    spec = importlib.util.spec_from_file_location("termination_trace_under_test", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def trace(load_benchmark):
+    return load_benchmark("termination_trace")
 
 
 def test_survival_is_the_product_of_the_rollouts_continuations_and_never_grows(trace):
