@@ -198,10 +198,12 @@ class PlanningAgent:
         if self.trajectory.discrete:
             if not eval and torch.rand((), generator=g) < cfg.explore_eps:
                 return int(torch.randint(self.trajectory.n, (), generator=g))
+            if eval and cfg.eval_action == "best":
+                return int(sol.elites[0, sol.values.argmax()])
             probs = sol.mean[0]
             return int(probs.argmax()) if eval else int(torch.multinomial(probs, 1, generator=g))
         if eval:
-            a = sol.mean[0]
+            a = sol.elites[0, sol.values.argmax()] if cfg.eval_action == "best" else sol.mean[0]
         else:
             k = int(torch.multinomial(sol.weights.nan_to_num(0.0) + 1e-12, 1, generator=g))
             a = sol.elites[0, k] + self._exploration()

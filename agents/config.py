@@ -8,6 +8,7 @@ from loopwm_rl.config import ConfigError
 
 METHODS = ("mppi", "cem")
 EXPLORE_NOISES = ("white", "ou")
+EVAL_ACTIONS = ("mean", "best")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,13 @@ class PlannerConfig:
     """Candidates drawn from the policy prior (when the agent has one)."""
     gamma: float = 0.99
     """Discount of imagined rewards."""
+    eval_action: str = "mean"
+    """Evaluation (noise-free) action: ``mean``, the first step of the final sampling
+    distribution's mean (MPPI's weighted elite mean; discrete: its most likely action), or
+    ``best``, the first action of the highest-valued elite. When the elites split between two
+    ways of solving the task (swing left or right first), their mean can be a null action that
+    leaves the state, and so the next plan, where it was (BENCHMARKS.md, "MountainCar: the
+    evaluation action")."""
     explore_std: float = 0.3
     """Training: Gaussian noise on the executed action (continuous)."""
     explore_noise: str = "white"
@@ -92,6 +100,8 @@ class PlannerConfig:
             raise ConfigError(f"planner.max_loops={self.max_loops} must be >= 1")
         if self.halting not in (None, "fixed", "convergence"):
             raise ConfigError(f"planner.halting={self.halting!r} is not one of [None, 'fixed', 'convergence']")
+        if self.eval_action not in EVAL_ACTIONS:
+            raise ConfigError(f"planner.eval_action={self.eval_action!r} is not one of {list(EVAL_ACTIONS)}")
         if self.explore_noise not in EXPLORE_NOISES or not 0 < self.explore_theta <= 1:
             raise ConfigError(
                 f"planner.explore_noise={self.explore_noise!r} must be one of {list(EXPLORE_NOISES)} "

@@ -1,5 +1,6 @@
 """Planner and agent contracts, in the style of TorchRL's planner tests."""
 
+import dataclasses
 import warnings
 from types import SimpleNamespace
 
@@ -185,6 +186,50 @@ class ChooseTwo:
             residuals=torch.zeros(H, N, 1),
             delta=torch.zeros_like(z),
         )
+
+
+class EitherWay:
+    """Reward |a| per step: pushing hard either way is best, so the elites split into two modes
+    whose mean is near the null action, the one action that earns nothing."""
+
+    def encode(self, obs):
+        return obs
+
+    def imagine(self, z0, actions, **_):
+        H, N, _ = actions.shape
+        z = z0.expand(H, N, -1)
+        return Rollout(
+            z=z,
+            obs=z,
+            reward=actions.abs().sum(-1),
+            cont=torch.ones(H, N),
+            loops=torch.ones(H, N, dtype=torch.long),
+            residuals=torch.zeros(H, N, 1),
+            delta=torch.zeros_like(z),
+        )
+
+
+def test_best_elite_evaluation_action_escapes_a_two_mode_plan():
+    space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    obs = np.zeros(2, np.float32)
+    chosen = {}
+    for rule in ("mean", "best"):
+        cfg = dataclasses.replace(FAST, samples=256, elites=32, eval_action=rule)
+        agent = PlanningAgent(EitherWay(), space, cfg, seed=0)
+        chosen[rule] = [abs(float(agent.act(obs, eval=True)[0][0])) for _ in range(5)]
+    assert np.mean(chosen["mean"]) < 0.5, chosen  # the two modes cancel
+    assert min(chosen["best"]) > 0.8, chosen
+    with pytest.raises(ConfigError, match="eval_action='median'"):
+        PlannerConfig(eval_action="median")
+
+
+@pytest.mark.parametrize("space", [BOX, DISCRETE], ids=["box", "discrete"])
+def test_best_elite_evaluation_action_stays_in_the_space(space):
+    cfg = dataclasses.replace(FAST, eval_action="best")
+    agent = PlanningAgent(world_model(space), space, cfg, seed=0)
+    for _ in range(3):
+        action, _ = agent.act(np.random.randn(4).astype(np.float32), eval=True)
+        assert space.contains(action), action
 
 
 def test_categorical_cem_finds_the_rewarding_action():
