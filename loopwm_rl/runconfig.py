@@ -82,6 +82,12 @@ class TrainConfig:
     sampling, where about 1 / episode length do), and with it every terminating step of a
     batch becomes a one-step critic row. For tasks that end when the agent fails (Hopper):
     the continuation head and the critic learn where episodes end."""
+    greedy_episodes: float = 0.0
+    """Fraction of the training episodes after the seed phase that act as evaluation does: no
+    exploration noise, the planner's ``eval_action``. Spaced evenly by episode index (so a
+    resumed run picks the same ones). Their data shows the model the states its own noise-free
+    plan drives to, where it may be wrong in a way noisy episodes never visit (MountainCar's
+    plan stalling short of the goal)."""
     eval_every: int = 1_000
     eval_at: tuple[int, ...] = ()
     """Env steps to evaluate at instead of every ``eval_every`` (a benchmark's budget points,
@@ -219,6 +225,8 @@ class RunConfig:
             )
         if not 0.0 <= t.terminal_fraction < 1.0:
             raise ConfigError(f"train.terminal_fraction={t.terminal_fraction} must lie in [0, 1)")
+        if not 0.0 <= t.greedy_episodes <= 1.0:
+            raise ConfigError(f"train.greedy_episodes={t.greedy_episodes} must lie in [0, 1]")
         if t.critic_steps not in ("first", "all"):
             raise ConfigError(f"train.critic_steps={t.critic_steps!r} is not one of ['first', 'all']")
         if not 1 <= t.critic_n_step <= t.horizon:

@@ -337,7 +337,7 @@ class Trainer:
                     action = self.agent.seed_action()
                 else:
                     with self._timed("act"):
-                        action, stats = self.agent.act(obs)
+                        action, stats = self.agent.act(obs, eval=greedy_episode(self.episode, t.greedy_episodes))
                     ep_loops.append(stats.loops_mean)
                 with self._timed("env"):
                     nxt, reward, terminated, truncated, info = self.env.step(action)
@@ -356,6 +356,8 @@ class Trainer:
                         "train/length": ep_len,
                         "train/episode": self.episode,
                     }
+                    if t.greedy_episodes > 0:
+                        episode_metrics["train/greedy"] = float(greedy_episode(self.episode, t.greedy_episodes))
                     if ep_loops:
                         episode_metrics["plan/loops_mean"] = float(np.mean(ep_loops))
                     self.logger.log(episode_metrics, self.step)
@@ -415,3 +417,10 @@ class Trainer:
         except ReportError as err:  # a run stopped before its first evaluation has no depth data yet
             self.report_path = None
             print(f"no report written: {err}")
+
+
+def greedy_episode(episode: int, fraction: float) -> bool:
+    """Whether training episode ``episode`` acts as evaluation does (``train.greedy_episodes``):
+    those whose index carries ``fraction * episodes`` past an integer, so that exactly
+    ``floor(n * fraction)`` of the first n are, evenly spaced, and a resumed run picks the same."""
+    return fraction > 0 and int((episode + 1) * fraction) > int(episode * fraction)

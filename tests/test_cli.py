@@ -428,6 +428,30 @@ def test_terminal_fraction_gives_the_critic_the_batchs_terminating_steps(tmp_pat
     assert all(math.isfinite(r["train/q_loss"]) for r in records if "train/q_loss" in r)
 
 
+def test_greedy_episodes_act_as_evaluation_does(tmp_path, monkeypatch):
+    """``train.greedy_episodes=0.5``: every second training episode after the seed phase plans
+    noise-free (``act(eval=True)``), the others explore, and the metrics say which was which."""
+    from loopwm_rl.agents import PlanningAgent
+
+    calls: list[tuple[int, bool]] = []
+    act = PlanningAgent.act
+
+    def recording(self, obs, *, eval=False):
+        calls.append((id(self), eval))
+        return act(self, obs, eval=eval)
+
+    monkeypatch.setattr(PlanningAgent, "act", recording)
+    runs = tmp_path / "runs"
+    argv = ["cartpole", "debug", "train.greedy_episodes=0.5", "train.eval_episodes=1"]
+    assert run("train", *argv, f"train.runs_dir={runs}", "train.total_steps=300", "--quiet") == 0
+    records = [json.loads(line) for line in (only_run(runs) / "metrics.jsonl").read_text().splitlines()]
+    flags = [(r["train/episode"], r["train/greedy"]) for r in records if "train/greedy" in r]
+    assert flags and all(greedy == float(ep % 2 == 1) for ep, greedy in flags)
+    # the training agent (the one that explores; evaluation has its own) also acted noise-free
+    training = {agent for agent, eval in calls if not eval}
+    assert len(training) == 1 and (training.pop(), True) in calls
+
+
 def test_fit_score_and_train_with_memory_and_resume_restore_it(tmp_path, capsys):
     """``model.memory=context`` through fit, score and train; a resumed run gets the filter's
     weights and config back."""

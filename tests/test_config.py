@@ -2,6 +2,8 @@ import dataclasses
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from loopwm_rl.config import (
     ConfigError,
@@ -112,6 +114,8 @@ def test_fit_and_compare_sections_are_checked(overrides, needle):
         (["train.critic_n_step=4"], "train.critic_n_step=4 must lie in [1, train.horizon=3]"),
         (["train.critic_n_step=0"], "train.critic_n_step=0"),
         (["train.terminal_fraction=1"], "train.terminal_fraction=1.0 must lie in [0, 1)"),
+        (["train.greedy_episodes=1.5"], "train.greedy_episodes=1.5 must lie in [0, 1]"),
+        (["train.greedy_episodes=-0.1"], "train.greedy_episodes=-0.1 must lie in [0, 1]"),
     ],
 )
 def test_critic_target_settings_are_checked(overrides, needle):
@@ -143,3 +147,14 @@ def test_a_preset_that_is_its_own_base_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(runconfig, "read_preset", read)
     with pytest.raises(ConfigError, match="is its own base: a -> b -> a"):
         runconfig.read_experiment("a")
+
+
+@settings(max_examples=200, deadline=None)
+@given(fraction=st.floats(0.0, 1.0), n=st.integers(0, 500))
+def test_greedy_episodes_are_the_fraction_of_every_prefix(fraction, n):
+    from loopwm_rl.trainer import greedy_episode
+
+    picked = [e for e in range(n) if greedy_episode(e, fraction)]
+    assert len(picked) == int(n * fraction)
+    if fraction == 0:
+        assert not picked
