@@ -356,8 +356,9 @@ class Trainer:
                         "train/length": ep_len,
                         "train/episode": self.episode,
                     }
-                    if t.greedy_episodes > 0:
-                        episode_metrics["train/greedy"] = float(greedy_episode(self.episode, t.greedy_episodes))
+                    if t.greedy_episodes > 0:  # 1: it planned noise-free (seed-phase steps never do)
+                        picked = greedy_episode(self.episode, t.greedy_episodes)
+                        episode_metrics["train/greedy"] = float(picked and bool(ep_loops))
                     if ep_loops:
                         episode_metrics["plan/loops_mean"] = float(np.mean(ep_loops))
                     self.logger.log(episode_metrics, self.step)
