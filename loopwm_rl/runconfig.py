@@ -83,11 +83,11 @@ class TrainConfig:
     batch becomes a one-step critic row. For tasks that end when the agent fails (Hopper):
     the continuation head and the critic learn where episodes end."""
     greedy_episodes: float = 0.0
-    """Fraction of the training episodes after the seed phase that act as evaluation does: no
-    exploration noise, the planner's ``eval_action``. Spaced evenly by episode index (so a
-    resumed run picks the same ones). Their data shows the model the states its own noise-free
-    plan drives to, where it may be wrong in a way noisy episodes never visit (MountainCar's
-    plan stalling short of the goal)."""
+    """Fraction of the training episodes that plan as evaluation does: no exploration noise,
+    the planner's ``eval_action`` (steps of the seed phase still act randomly). Picked evenly by
+    episode index, so a resumed run picks the same ones. Their data shows the model the states
+    its own noise-free plan drives to, which noisy episodes may never visit. Off in every
+    preset: on MountainCar it did not prevent the stall it was tried against (BENCHMARKS.md)."""
     eval_every: int = 1_000
     eval_at: tuple[int, ...] = ()
     """Env steps to evaluate at instead of every ``eval_every`` (a benchmark's budget points,
