@@ -121,7 +121,12 @@ def _end(at: int | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", nargs="+", required=True, help="train run folders (their last checkpoint)")
-    parser.add_argument("--states", nargs="+", required=True, help="start states, comma-separated (0.4,0)")
+    parser.add_argument(
+        "--states",
+        nargs="+",
+        required=True,
+        help='start states, comma-separated (0.4,0); a leading minus needs a leading space (" -0.5,0")',
+    )
     parser.add_argument("--actions", nargs="+", type=float, required=True, help="constant actions to hold")
     parser.add_argument("--decisions", type=int, default=24, help="agent decisions per rollout")
     args = parser.parse_args()
