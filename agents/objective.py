@@ -19,6 +19,14 @@ class Dynamics(Protocol):
     def imagine(self, z0: torch.Tensor, actions: torch.Tensor, **kwargs) -> Rollout: ...
 
 
+def discounted_return(reward: torch.Tensor, cont: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sum_t gamma^t C_t r_t`` over imagined rewards and continuation probabilities (H, N),
+    with ``C_t = prod_{s<t} cont_s``; returns it (N,) and ``C`` (H, N)."""
+    discount = gamma ** torch.arange(reward.shape[0], dtype=reward.dtype, device=reward.device)
+    alive = torch.cumprod(torch.cat([torch.ones_like(cont[:1]), cont[:-1]]), 0)  # (H, N)
+    return (discount[:, None] * alive * reward).sum(0), alive
+
+
 class ImaginedReturn:
     """``V(a_{0:H}) = sum_t gamma^t C_t r_t + gamma^H C_H Q(z_H, pi(z_H))`` where
     ``C_t = prod_{s<t} cont_s`` is the predicted probability of still being alive.
@@ -132,9 +140,7 @@ class ImaginedReturn:
         self.spent[stage] += spent
         if self._left is not None:
             self._left -= spent
-        discount = self.gamma ** torch.arange(H, dtype=roll.reward.dtype, device=roll.reward.device)
-        alive = torch.cumprod(torch.cat([torch.ones_like(roll.cont[:1]), roll.cont[:-1]]), 0)  # (H, N)
-        values = (discount[:, None] * alive * roll.reward).sum(0)  # (N,)
+        values, alive = discounted_return(roll.reward, roll.cont, self.gamma)  # (N,), (H, N)
         if self.value is not None:
             values = values + self.gamma**H * alive[-1] * roll.cont[-1] * self.value(roll.z[-1])
         bad = ~torch.isfinite(values)

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from loopwm_rl.agents.objective import discounted_return
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "imagined_vs_real"
 
@@ -59,12 +61,10 @@ def imagined_rollout(model, critic, obs: np.ndarray, action: np.ndarray, decisio
     a = torch.as_tensor(action)
     actions = a.reshape(1, 1, *a.shape).expand(decisions, 1, *a.shape)  # (H, 1[, A])
     out = model.imagine(z, actions)
-    cont = out.cont[:, 0]  # (H,)
-    alive = torch.cat([cont.new_ones(1), torch.cumprod(cont, 0)[:-1]])  # (H,) alive before each step
-    discount = gamma ** torch.arange(decisions, dtype=torch.float32)
-    ends = (cont < 0.5).nonzero()
+    imagined, _ = discounted_return(out.reward, out.cont, gamma)  # (1,): as the planner scores it
+    ends = (out.cont[:, 0] < 0.5).nonzero()
     return {
-        "return": float((discount * alive * out.reward[:, 0]).sum()),
+        "return": float(imagined[0]),
         "max_reward": float(out.reward[:, 0].max()),
         "terminated_at": int(ends[0]) if len(ends) else None,
         "value": float(critic.value(z).reshape(())) if critic is not None else None,
