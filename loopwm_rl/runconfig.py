@@ -70,6 +70,11 @@ class TrainConfig:
     critic: bool = True
     """Learn a latent actor-critic for the planner's terminal value."""
     critic_hidden: int = 128
+    critic_tau: float = 0.01
+    """Polyak rate of the critic's target Q. It also bounds how fast values grow: after n
+    updates a value can reach at most about ``(1 - gamma ** (n * critic_tau)) / (1 - gamma)``
+    times the reward rate, so at 0.01 and 5k updates a state that never fails is valued
+    like one that fails ~50 steps on (CartPole; BENCHMARKS.md)."""
     critic_n_step: int = 1
     """Steps of replayed reward in the critic's TD target before it bootstraps (at most
     ``horizon``): a value reaches ``critic_n_step`` steps further back per update."""
@@ -227,6 +232,8 @@ class RunConfig:
             raise ConfigError(f"train.terminal_fraction={t.terminal_fraction} must lie in [0, 1)")
         if not 0.0 <= t.greedy_episodes <= 1.0:
             raise ConfigError(f"train.greedy_episodes={t.greedy_episodes} must lie in [0, 1]")
+        if not 0.0 < t.critic_tau <= 1.0:
+            raise ConfigError(f"train.critic_tau={t.critic_tau} must lie in (0, 1]")
         if t.critic_steps not in ("first", "all"):
             raise ConfigError(f"train.critic_steps={t.critic_steps!r} is not one of ['first', 'all']")
         if not 1 <= t.critic_n_step <= t.horizon:

@@ -72,7 +72,9 @@ class Trainer:
         self.critic = None
         if t.critic:
             dim = model_cfg.num_actions if model_cfg.discrete else model_cfg.action_dim
-            self.critic = ActorCritic(model_cfg.state_dim, dim, discrete=model_cfg.discrete, hidden=t.critic_hidden)
+            self.critic = ActorCritic(
+                model_cfg.state_dim, dim, discrete=model_cfg.discrete, hidden=t.critic_hidden, tau=t.critic_tau
+            )
             self.critic.to(self.device)
         self.agent = PlanningAgent(
             self.model, self.env.action_space, cfg.planner, self.critic, seed=t.seed, device=self.device

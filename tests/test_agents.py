@@ -439,3 +439,18 @@ def test_world_model_planning_under_warnings_is_quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         PlanningAgent(world_model(BOX), BOX, FAST).act(np.zeros(4, np.float32))
+
+
+@pytest.mark.parametrize(("tau", "low", "high"), [(0.01, 2.0, 4.5), (0.2, 20.0, 45.0)])
+def test_the_target_rate_bounds_how_fast_a_never_ending_value_grows(tau, low, high):
+    """A state that pays 1 per step forever is worth 100 at gamma 0.99. After n updates a
+    Polyak target at rate tau has passed about n * tau backups on, so the target sits near
+    (1 - gamma ** (n tau)) / (1 - gamma) and Q one backup above it: 3.0 at tau 0.01, 33.8 at
+    0.2 (200 updates), however good the fit."""
+    torch.manual_seed(0)
+    critic = ActorCritic(3, 1, hidden=32, lr=3e-3, tau=tau)
+    z, a = torch.randn(32, 3), torch.zeros(32, 1)
+    for _ in range(200):
+        critic.update(z, a, torch.ones(32), torch.ones(32), z, gamma=0.99)
+    value = float(critic.value(z).mean())
+    assert low < value < high

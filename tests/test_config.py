@@ -116,6 +116,8 @@ def test_fit_and_compare_sections_are_checked(overrides, needle):
         (["train.terminal_fraction=1"], "train.terminal_fraction=1.0 must lie in [0, 1)"),
         (["train.greedy_episodes=1.5"], "train.greedy_episodes=1.5 must lie in [0, 1]"),
         (["train.greedy_episodes=-0.1"], "train.greedy_episodes=-0.1 must lie in [0, 1]"),
+        (["train.critic_tau=0"], "train.critic_tau=0.0 must lie in (0, 1]"),
+        (["train.critic_tau=1.5"], "train.critic_tau=1.5 must lie in (0, 1]"),
     ],
 )
 def test_critic_target_settings_are_checked(overrides, needle):
@@ -158,3 +160,12 @@ def test_greedy_episodes_are_the_fraction_of_every_prefix(fraction, n):
     assert len(picked) == int(n * fraction)
     if fraction == 0:
         assert not picked
+
+
+def test_critic_tau_reaches_the_trainers_critic(tmp_path):
+    from loopwm_rl.runconfig import load_run_config
+    from loopwm_rl.trainer import Trainer
+
+    assert load_run_config(["cartpole"]).train.critic_tau == 0.01  # every preset as measured
+    trainer = Trainer(load_run_config(["cartpole", "debug"], ["train.critic_tau=0.3"]), tmp_path, progress=False)
+    assert trainer.critic.tau == 0.3
