@@ -14,8 +14,8 @@ every real step, reads what the planner's imagined return is built from:
 
 An agent that falls while its model sees the fall coming (``alive{k}`` near 0) but its critic
 values the state highly has a critic that never learned what a termination costs; one whose
-model does not see it has a world-model problem; ``drift{k}`` says which part of the state the
-model loses on the agent's own path (CartPole: the cart's position near the track's end?). One JSON per run under
+model does not see it has a world-model problem; ``drift{k}`` says whether the model loses
+part of the state on the agent's own path. One JSON per run under
 ``results/termination_trace/``.
 
     python benchmarks/termination_trace.py --runs runs/sample_efficiency/hopper__s0/* --episodes 1
