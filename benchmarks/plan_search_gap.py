@@ -53,12 +53,24 @@ def search_gap(objective, sequences: torch.Tensor, n: int) -> dict:
     }
 
 
+def check_planner(planner) -> None:
+    """The objective's own call is what scores every sequence, so a planner whose call caps or
+    screens the depth (a loop budget, multi-fidelity) would score them at another depth than a
+    full plan: refuse it rather than compare unlike values."""
+    if planner.loop_budget or planner.screen_loops:
+        raise SystemExit(
+            f"planner.loop_budget={planner.loop_budget}, planner.screen_loops={planner.screen_loops}: this "
+            "check scores every sequence at the planner's full depth; run it on a run without either"
+        )
+
+
 @torch.no_grad()
 def episode_gaps(run: str, at: list[int], max_sequences: int, reset_seed: int = 10_000) -> dict:
     from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
     cfg = read_config(run)
+    check_planner(cfg.planner)
     trainer = Trainer(cfg, run, progress=False)
     trainer.load()
     agent, env = trainer.eval_agent, trainer.eval_env

@@ -38,3 +38,10 @@ def test_the_exhaustive_best_bounds_the_planners_plan_and_splits_by_first_action
     assert max(result["best_by_first_action"]) == pytest.approx(result["best_value"])
     assert result["best_sequence"][0] == int(np.argmax(result["best_by_first_action"]))
     assert len(result["best_end_obs"]) == 4
+
+
+def test_a_planner_that_caps_or_screens_depth_is_refused(gap):
+    gap.check_planner(PlannerConfig())  # full depth: accepted
+    for planner in (PlannerConfig(loop_budget=10_000), PlannerConfig(screen_loops=2)):
+        with pytest.raises(SystemExit, match="full depth"):
+            gap.check_planner(planner)
