@@ -72,12 +72,10 @@ def imagined_rollout(model, critic, obs: np.ndarray, action: np.ndarray, decisio
 
 
 def check(run: str, states: list[np.ndarray], actions: list[float], decisions: int) -> dict:
-    from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
-    cfg = read_config(run)
-    trainer = Trainer(cfg, run, progress=False)
-    trainer.load()
+    trainer = Trainer.from_run(run)
+    cfg = trainer.cfg
     model, critic, env = trainer.model.eval(), trainer.critic, trainer.eval_env
     rows = []
     for state in states:

@@ -66,13 +66,11 @@ def check_planner(planner) -> None:
 
 @torch.no_grad()
 def episode_gaps(run: str, at: list[int], max_sequences: int, reset_seed: int = 10_000) -> dict:
-    from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
-    cfg = read_config(run)
+    trainer = Trainer.from_run(run)
+    cfg = trainer.cfg
     check_planner(cfg.planner)
-    trainer = Trainer(cfg, run, progress=False)
-    trainer.load()
     agent, env = trainer.eval_agent, trainer.eval_env
     if not hasattr(env.action_space, "n"):
         raise SystemExit(f"{cfg.env.id}: continuous actions; this check enumerates discrete sequences only")

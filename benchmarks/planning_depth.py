@@ -88,12 +88,10 @@ def evaluate(run: str, variant: str, episodes: int) -> dict:
     from loopwm_rl import run_setup
     from loopwm_rl.agents import PlanningAgent
     from loopwm_rl.runconfig import apply_overrides
-    from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
-    cfg = read_config(run)
-    trainer = Trainer(cfg, run, progress=False)
-    trainer.load()
+    trainer = Trainer.from_run(run)
+    cfg = trainer.cfg
     model = trainer.model.eval()
     cap = model.cfg.loop_cap
     planner = cfg.planner

@@ -68,12 +68,10 @@ def drift(model, z: torch.Tensor, actions: torch.Tensor, observations: torch.Ten
 def trace(run: str, episodes: int, k: int) -> dict:
     from loopwm_rl.agents import PlanningAgent
     from loopwm_rl.memory import filter_latents
-    from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
-    cfg = read_config(run)
-    trainer = Trainer(cfg, run, progress=False)
-    trainer.load()
+    trainer = Trainer.from_run(run)
+    cfg = trainer.cfg
     model, critic, env = trainer.model.eval(), trainer.critic, trainer.eval_env
     if critic is None:
         raise SystemExit(f"{run}: the run has no critic (train.critic=false); nothing to trace")

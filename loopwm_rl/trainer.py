@@ -27,6 +27,7 @@ from .memory import filter_latents, filter_prefix
 from .models import build_world_model
 from .replay import SequenceReplay
 from .runconfig import RunConfig
+from .rundir import read_config
 from .update import DivergenceGuard, make_optimizer, update
 
 
@@ -116,6 +117,15 @@ class Trainer:
     def load(self) -> None:
         """Restore the run from its last complete checkpoint (:func:`loopwm_rl.resume.load`)."""
         resume.load(self)
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> Trainer:
+        """A finished or stopped run, restored from its saved config and last checkpoint, for
+        inspection (no progress bars). Raises :class:`~loopwm_rl.checkpoint.CheckpointError`
+        on a missing or corrupt checkpoint, as :meth:`load` does."""
+        trainer = cls(read_config(run_dir), run_dir, progress=False)
+        trainer.load()
+        return trainer
 
     @contextmanager
     def _timed(self, key: str):

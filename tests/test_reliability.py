@@ -17,7 +17,8 @@ import torch
 
 from loopwm_rl.checkpoint import CheckpointError, read_checkpoint
 from loopwm_rl.cli import main
-from loopwm_rl.rundir import read_config, run_lock
+from loopwm_rl.runconfig import load_run_config
+from loopwm_rl.rundir import run_lock, write_config
 from loopwm_rl.trainer import Trainer
 
 # debug preset: 300 env steps, random actions until 100, then one world-model and one critic
@@ -74,8 +75,7 @@ def test_a_run_killed_anywhere_resumes_from_its_last_complete_checkpoint(tmp_pat
     step = payload["counters"]["step"]
     assert step == (300 if point in ("save:swap@2", "save:config@2") else 150)
 
-    trainer = Trainer(read_config(run_dir), run_dir, progress=False)
-    trainer.load()
+    trainer = Trainer.from_run(run_dir)
     got = state_of(trainer)
     assert got["step"] == step and got["count"] == payload["buffer"]["count"] == step
     assert got["checksum"] == payload["buffer"]["checksum"]
@@ -172,5 +172,13 @@ def test_a_checkpoint_whose_buffer_is_gone_is_refused_by_name(tmp_path, capsys):
     (run_dir / "buffer").rename(run_dir / "elsewhere")
     assert main(["train", "--resume", str(run_dir), "--quiet"]) == 2
     assert "has no replay buffer matching the checkpoint (150 transitions)" in capsys.readouterr().err
-    with pytest.raises(CheckpointError):
-        Trainer(read_config(run_dir), run_dir, progress=False).load()
+    with pytest.raises(CheckpointError, match="replay buffer"):
+        Trainer.from_run(run_dir)
+
+
+def test_opening_a_run_for_inspection_names_a_folder_that_is_not_one_or_has_no_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match=r"not a run directory: config\.yaml is missing"):
+        Trainer.from_run(tmp_path)
+    write_config(tmp_path, load_run_config(["pendulum", "debug"], [f"train.runs_dir={tmp_path}"]))
+    with pytest.raises(CheckpointError, match="no checkpoint file at"):
+        Trainer.from_run(tmp_path)
