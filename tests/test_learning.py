@@ -183,10 +183,8 @@ def test_train_learns_cartpole_with_discrete_actions(tmp_path):
     """Categorical CEM over a learned model with discrete actions. A uniformly random policy
     scores 21.4 +- 9.8 per episode on CartPole-v1 (``python benchmarks/random_policy.py --envs
     CartPole-v1 --lengths 200 --episodes 100``), so +- 5.7 for a mean of 3 episodes. This config
-    scored 76.3 (train.seed 0) and 38.7 (train.seed 1) with the critic settings of the first
-    ``cartpole`` preset, 67.7 and 86.0 with the current ones (critic_tau 0.05, terminal_fraction
-    0.25): it learns, but not reliably far, so the threshold of 30 only says "better than
-    random" (1.5 standard errors above it)."""
+    scored 76.3 (train.seed 0) and 38.7 (train.seed 1): it learns, but not reliably far, so the
+    threshold of 30 only says "better than random" (1.5 standard errors above it)."""
     argv = [
         "train",
         "cartpole",
