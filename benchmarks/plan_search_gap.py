@@ -66,11 +66,12 @@ def check_planner(planner) -> None:
 
 @torch.no_grad()
 def episode_gaps(run: str, at: list[int], max_sequences: int, reset_seed: int = 10_000) -> dict:
+    from loopwm_rl.rundir import read_config
     from loopwm_rl.trainer import Trainer
 
+    check_planner(read_config(run).planner)  # before loading the run's model and replay buffer
     trainer = Trainer.from_run(run)
     cfg = trainer.cfg
-    check_planner(cfg.planner)
     agent, env = trainer.eval_agent, trainer.eval_env
     if not hasattr(env.action_space, "n"):
         raise SystemExit(f"{cfg.env.id}: continuous actions; this check enumerates discrete sequences only")
