@@ -166,6 +166,7 @@ def test_critic_tau_reaches_the_trainers_critic(tmp_path):
     from loopwm_rl.runconfig import load_run_config
     from loopwm_rl.trainer import Trainer
 
-    assert load_run_config(["cartpole"]).train.critic_tau == 0.01  # every preset as measured
+    assert load_run_config(["pendulum"]).train.critic_tau == 0.01  # the default, as measured
+    assert load_run_config(["cartpole"]).train.critic_tau == 0.05  # its twenty-step preset
     trainer = Trainer(load_run_config(["cartpole", "debug"], ["train.critic_tau=0.3"]), tmp_path, progress=False)
     assert trainer.critic.tau == 0.3
