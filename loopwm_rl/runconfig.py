@@ -97,6 +97,10 @@ class TrainConfig:
     its own noise-free plan drives to, which noisy episodes may never visit. Off in every
     preset: on MountainCar it did not prevent the stall it was tried against (BENCHMARKS.md)."""
     eval_every: int = 1_000
+    calibrate_every: int = 0
+    """Env steps between resets of the halting threshold to ``model.halting.budget`` on the
+    latest replayed transitions (0: ``eval_every``). Its own schedule, so that when or whether
+    a run evaluates (``eval_at``, ``eval_episodes``) never changes how it trains."""
     eval_at: tuple[int, ...] = ()
     """Env steps to evaluate at instead of every ``eval_every`` (a benchmark's budget points,
     e.g. ``train.eval_at=1000,2000,5000``)."""
@@ -110,6 +114,10 @@ class TrainConfig:
     """torch threads; 0: one, measured best for these model sizes (:mod:`loopwm_rl.cores`)."""
     device: str = "cpu"
     runs_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        if self.calibrate_every < 0:
+            raise ConfigError(f"train.calibrate_every={self.calibrate_every} must be >= 0 (0: train.eval_every)")
 
 
 @dataclasses.dataclass(frozen=True)

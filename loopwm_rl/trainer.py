@@ -19,6 +19,7 @@ from loopwm_rl.envs import SUITE, make_env
 
 from . import killpoints, resume, run_setup
 from .atomic import atomic_path
+from .calibration import threshold_field
 from .config import to_dict
 from .depth import depth_summary
 from .frames import annotate, write_gif
@@ -244,10 +245,12 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Episodes with the evaluation action; also scores the model's one-step depth on
         every real transition (loops, prediction error, hard label)."""
-        recent = self._recent()  # one filtered pass serves the threshold and the contraction check
-        calibration = self._calibrate_halting(recent)
-        _, action, z = recent
-        calibration.update(run_setup.check_contraction(self.model, z[-512:], action[-512:]))
+        # reads the threshold in force and never sets it: evaluating must not change training
+        _, action, z = self._recent(512)
+        calibration = run_setup.check_contraction(self.model, z, action)
+        if self.model.cfg.halting.budget is not None and self.model.cfg.halting.rule != "fixed":
+            field, _ = threshold_field(self.model.cfg.halting)
+            calibration["depth/threshold"] = getattr(self.model.cfg.halting, field)
         returns, residuals, plan, all_steps = [], [], [], []
         self.model.eval()
         frames: list[np.ndarray] = []
@@ -399,6 +402,9 @@ class Trainer:
                         },
                         self.step,
                     )
+                if crossed(t.calibrate_every or t.eval_every) and self.step >= t.seed_steps:
+                    with self._timed("update"):
+                        self.logger.log(self._calibrate_halting(), self.step)
                 due = any(prev < s <= self.step for s in t.eval_at) if t.eval_at else crossed(t.eval_every)
                 if due and self.step >= t.seed_steps:
                     with self._timed("eval"):

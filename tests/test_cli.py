@@ -36,7 +36,7 @@ def test_train_then_resume_continues_counters_and_buffer(tmp_path, capsys):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert max(r["env_step"] for r in records) == 300
     assert any("eval/return_mean" in r and "depth/loops_mean" in r for r in records)
-    # the default rule's threshold follows halting.budget, re-set before every evaluation
+    # the default rule's threshold follows halting.budget, re-set every train.calibrate_every steps
     assert any("depth/threshold" in r for r in records)
     assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "buffer").is_dir()
 

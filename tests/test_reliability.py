@@ -132,6 +132,24 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path):
     assert last_return(only_run(whole)) == last_return(only_run(cut))
 
 
+def test_when_a_run_evaluates_never_changes_how_it_trains(tmp_path):
+    """A run that evaluates at steps 150 and 300 and one that evaluates only at 300, with
+    more episodes, end with the same weights, halting threshold and replay buffer: the
+    threshold is re-set on ``train.calibrate_every``'s schedule (here ``eval_every``, 150),
+    not by evaluating, and evaluation plans with its own agent and random numbers."""
+    often, once = tmp_path / "often", tmp_path / "once"
+    assert train_subprocess(often, "train.eval_at=150,300").returncode == 0
+    assert train_subprocess(once, "train.eval_at=300", "train.eval_episodes=2").returncode == 0
+    a = read_checkpoint(only_run(often) / "checkpoints" / "last.pt")
+    b = read_checkpoint(only_run(once) / "checkpoints" / "last.pt")
+    assert a["buffer"] == b["buffer"]
+    assert a["model_config"]["halting"] == b["model_config"]["halting"]
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    rows = [json.loads(line) for line in (only_run(once) / "metrics.jsonl").read_text().splitlines()]
+    calibrated = [r["env_step"] for r in rows if "depth/calibrated_loops_mean" in r]
+    assert 150 in calibrated and 300 in calibrated  # re-set at 150 although nothing evaluated there
+
+
 def test_a_second_writer_is_refused_and_a_stale_lock_is_not(tmp_path, capsys):
     runs = tmp_path / "runs"
     assert main([*TRAIN, f"train.runs_dir={runs}", "train.total_steps=150"]) == 0
