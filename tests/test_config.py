@@ -107,6 +107,14 @@ def test_fit_and_compare_sections_are_checked(overrides, needle):
         load_run_config([], overrides, command="fit")
 
 
+def test_a_negative_calibration_interval_is_refused_by_name():
+    from loopwm_rl.runconfig import load_run_config
+
+    assert load_run_config(["pendulum"], ["train.calibrate_every=500"]).train.calibrate_every == 500
+    with pytest.raises(ConfigError, match=re.escape("train.calibrate_every=-1")):
+        load_run_config(["pendulum"], ["train.calibrate_every=-1"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "needle"),
     [
