@@ -404,7 +404,9 @@ class Trainer:
                     )
                 if crossed(t.calibrate_every or t.eval_every) and self.step >= t.seed_steps:
                     with self._timed("update"):
-                        self.logger.log(self._calibrate_halting(), self.step)
+                        calibration = self._calibrate_halting()  # {} for the fixed rule: no row
+                    if calibration:
+                        self.logger.log(calibration, self.step)
                 due = any(prev < s <= self.step for s in t.eval_at) if t.eval_at else crossed(t.eval_every)
                 if due and self.step >= t.seed_steps:
                     with self._timed("eval"):
