@@ -220,11 +220,15 @@ class Trainer:
     def _calibrate_halting(self, recent: tuple[torch.Tensor, ...] | None = None) -> dict[str, float]:
         """Reset the halting threshold to ``halting.budget`` on the latest replayed transitions
         (the model changes as it trains, and so do the thresholds that meet a budget)."""
-        halting = self.model.cfg.halting
-        if halting.budget is None or halting.rule == "fixed":
+        if not self._budgeted():
             return {}
         obs, action, z = recent if recent is not None else self._recent()
-        return run_setup.calibrate_to_budget(self.model, obs, action, halting.budget, z)
+        return run_setup.calibrate_to_budget(self.model, obs, action, self.model.cfg.halting.budget, z)
+
+    def _budgeted(self) -> bool:
+        """Whether the halting threshold follows ``halting.budget`` (the fixed rule has none)."""
+        halting = self.model.cfg.halting
+        return halting.budget is not None and halting.rule != "fixed"
 
     def _seed_phase_done(self) -> dict[str, float]:
         self._set_normalization()
@@ -248,7 +252,7 @@ class Trainer:
         # reads the threshold in force and never sets it: evaluating must not change training
         _, action, z = self._recent(512)
         calibration = run_setup.check_contraction(self.model, z, action)
-        if self.model.cfg.halting.budget is not None and self.model.cfg.halting.rule != "fixed":
+        if self._budgeted():
             field, _ = threshold_field(self.model.cfg.halting)
             calibration["depth/threshold"] = getattr(self.model.cfg.halting, field)
         returns, residuals, plan, all_steps = [], [], [], []
