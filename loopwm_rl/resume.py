@@ -22,7 +22,6 @@ from .atomic import atomic_path, replace_dir
 from .calibration import set_halting
 from .checkpoint import CheckpointError, read_checkpoint, world_model_payload
 from .config import HaltingConfig, from_mapping, to_dict
-from .replay import SequenceReplay
 from .rundir import write_config
 
 if TYPE_CHECKING:
@@ -127,12 +126,13 @@ def _load_buffer(trainer: Trainer, record: dict | None) -> None:
     """The saved buffer whose count and checksum match the checkpoint's ``record``: the
     swapped-in one, or the new or old one a kill mid-save left (checkpoints made before
     records existed take ``buffer``)."""
-    t = trainer.cfg.train
     for name in ("buffer", "buffer.new", "buffer.old"):
         folder = trainer.run_dir / name
         if not folder.is_dir():
             continue
-        replay = SequenceReplay(t.buffer_size, trainer.replay.horizon, t.batch_size, seed=t.seed)
+        # the run's own sampling settings (terminal_fraction too: a fresh default buffer
+        # silently dropped the oversampling for the rest of a resumed run)
+        replay = trainer.replay.empty_like()
         replay.load(folder)
         if record is None or (len(replay) == record["count"] and replay.checksum() == record["checksum"]):
             trainer.replay = replay

@@ -90,6 +90,14 @@ class TrainConfig:
     sampling, where about 1 / episode length do), and with it every terminating step of a
     batch becomes a one-step critic row. For tasks that end when the agent fails (Hopper):
     the continuation head and the critic learn where episodes end."""
+    terminal_priority: float = 0.0
+    """With ``terminal_fraction``: draw those terminations by the model's error on them, with
+    probability proportional to ``(error + 1e-3) ** terminal_priority`` (0: uniformly). The
+    error is the continuation the model still predicts at the termination, imagined along
+    the replayed slice under its actions, re-scored every 50 updates (``trainer.PRIORITY_EVERY``; new
+    ones count as missed until then). A rare kind of ending the model has not learned is
+    then drawn about as often as a common one it has (CartPole: 3 track exits among 34
+    terminations at 5k; BENCHMARKS.md)."""
     greedy_episodes: float = 0.0
     """Fraction of the training episodes that plan as evaluation does: no exploration noise,
     the planner's ``eval_action`` (steps of the seed phase still act randomly). Picked evenly by
@@ -241,6 +249,13 @@ class RunConfig:
             )
         if not 0.0 <= t.terminal_fraction < 1.0:
             raise ConfigError(f"train.terminal_fraction={t.terminal_fraction} must lie in [0, 1)")
+        if t.terminal_priority < 0.0:
+            raise ConfigError(f"train.terminal_priority={t.terminal_priority} must be >= 0 (0: uniform)")
+        if t.terminal_priority > 0.0 and t.terminal_fraction == 0.0:
+            raise ConfigError(
+                f"train.terminal_priority={t.terminal_priority} weighs the terminations that "
+                "train.terminal_fraction oversamples; set train.terminal_fraction > 0 too"
+            )
         if not 0.0 <= t.greedy_episodes <= 1.0:
             raise ConfigError(f"train.greedy_episodes={t.greedy_episodes} must lie in [0, 1]")
         if not 0.0 < t.critic_tau <= 1.0:

@@ -31,6 +31,10 @@ from .runconfig import RunConfig
 from .rundir import read_config
 from .update import DivergenceGuard, make_optimizer, update
 
+# updates between re-scorings of the stored terminations (``train.terminal_priority``): one
+# no-grad rollout over them, about the cost of one update's forward pass for a few hundred
+PRIORITY_EVERY = 50
+
 
 def env_kwargs(cfg: RunConfig) -> dict:
     kwargs = dict(cfg.env.kwargs)
@@ -93,11 +97,13 @@ class Trainer:
             t.batch_size,
             seed=t.seed,
             terminal_fraction=t.terminal_fraction,
+            terminal_priority=t.terminal_priority,
         )
         self.rng = np.random.default_rng(t.seed)
         self.guard = DivergenceGuard(t.max_bad_updates)
         self.step = self.episode = self.updates = 0
         self._update_credit = 0.0
+        self._termination_scores: dict[str, float] = {}
         # seconds spent planning (act), stepping the env, updating and evaluating, and the run's
         # wall time; carried across resumes
         self.time_s = dict.fromkeys(("act", "env", "update", "eval", "wall"), 0.0)
@@ -158,7 +164,26 @@ class Trainer:
         # world-model step must not reset the count of a critic that keeps diverging
         self.guard.check(metrics)
         self.updates += 1
-        return metrics
+        if self.cfg.train.terminal_priority > 0 and self.updates % PRIORITY_EVERY == 0:
+            self._termination_scores = self._score_terminations()
+        return {**metrics, **self._termination_scores}  # the latest scores ride on every row
+
+    @torch.no_grad()
+    def _score_terminations(self) -> dict[str, float]:
+        """Set each stored termination's sampling priority to the continuation the model
+        still predicts there: imagined along its replayed slice (after the burn-in) under
+        the slice's actions, at the planner's adaptive depth."""
+        ends, batch = self.replay.terminal_sequences()
+        if not len(ends):
+            return {}
+        batch = batch.to(self.device)
+        n = self.model.cfg.sequence_burn_in
+        self.model.eval()
+        z = filter_prefix(self.model, batch.obs, batch.actions, n)  # (N, S)
+        cont = self.model.imagine(z, batch.actions[n:]).cont[-1]  # (N,) at the terminating step
+        self.model.train()
+        self.replay.set_priorities(ends, cont.clamp(0.0, 1.0))
+        return {"train/terminal_cont_mean": float(cont.mean()), "train/terminal_cont_max": float(cont.max())}
 
     def _critic_update(self, batch) -> dict[str, float]:
         """One critic step on the replayed sequences: TD targets from the first step after the
