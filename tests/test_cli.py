@@ -428,6 +428,28 @@ def test_terminal_fraction_gives_the_critic_the_batchs_terminating_steps(tmp_pat
     assert all(math.isfinite(r["train/q_loss"]) for r in records if "train/q_loss" in r)
 
 
+def test_terminal_priority_scores_terminations_and_a_resume_keeps_the_sampling(tmp_path):
+    """With ``train.terminal_priority`` the trainer re-scores the stored terminations by the
+    continuation the model predicts there; a resumed run samples as the run it continues
+    (before, it reloaded the buffer without ``terminal_fraction``)."""
+    import torch
+
+    from loopwm_rl.trainer import Trainer
+
+    runs = tmp_path / "runs"
+    argv = ["cartpole", "debug", "train.terminal_fraction=0.25", "train.terminal_priority=1"]
+    assert run("train", *argv, f"train.runs_dir={runs}", "train.total_steps=250", "--quiet") == 0
+    records = [json.loads(line) for line in (only_run(runs) / "metrics.jsonl").read_text().splitlines()]
+    scored = [r["train/terminal_cont_mean"] for r in records if "train/terminal_cont_mean" in r]
+    assert scored and all(0.0 <= c <= 1.0 for c in scored)
+    trainer = Trainer.from_run(only_run(runs))
+    replay = trainer.replay
+    assert (replay.terminal_fraction, replay.terminal_priority) == (0.25, 1.0)
+    saved = torch.from_numpy(np.load(only_run(runs) / "buffer" / "terminal_priority.npy"))
+    assert torch.equal(replay._priority, saved)
+    assert bool((saved[replay.terminal_ends()] < 1.0).any())  # scored, not all left at "missed"
+
+
 def test_greedy_episodes_act_as_evaluation_does(tmp_path, monkeypatch):
     """``train.greedy_episodes=0.5``: every second training episode after the seed phase plans
     noise-free (``act(eval=True)``), the others explore, and the metrics say which was which."""

@@ -124,6 +124,8 @@ def test_a_negative_calibration_interval_is_refused_by_name():
         (["train.terminal_fraction=1"], "train.terminal_fraction=1.0 must lie in [0, 1)"),
         (["train.greedy_episodes=1.5"], "train.greedy_episodes=1.5 must lie in [0, 1]"),
         (["train.greedy_episodes=-0.1"], "train.greedy_episodes=-0.1 must lie in [0, 1]"),
+        (["train.terminal_priority=-1"], "train.terminal_priority=-1.0 must be >= 0"),
+        (["train.terminal_priority=1"], "set train.terminal_fraction > 0 too"),
         (["train.critic_tau=0"], "train.critic_tau=0.0 must lie in (0, 1]"),
         (["train.critic_tau=1.5"], "train.critic_tau=1.5 must lie in (0, 1]"),
     ],
