@@ -39,6 +39,12 @@ def threshold_field(halting: HaltingConfig) -> tuple[str, np.ndarray]:
     return THRESHOLDS[key]
 
 
+def threshold_of(halting: HaltingConfig) -> float:
+    """The value of the threshold a budget sets for this rule (``depth/threshold``)."""
+    field, _ = threshold_field(halting)
+    return getattr(halting, field)
+
+
 def calibrate(
     model: WorldModel,
     obs: torch.Tensor,

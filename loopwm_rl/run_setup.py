@@ -14,7 +14,7 @@ from gymnasium import spaces
 from loopwm_rl.envs import EnvError, make_env
 
 from . import cores
-from .calibration import calibrate, set_halting, threshold_field
+from .calibration import calibrate, set_halting, threshold_of
 from .config import WorldModelConfig
 from .depth import contraction_warning
 from .world_model import WorldModel
@@ -108,5 +108,4 @@ def calibrate_to_budget(
     ``z`` (N, S): the latents to step from (a model with memory passes its filtered ones)."""
     calibrated, loops = calibrate(model, obs, actions, budget, z=z)
     set_halting(model, calibrated)
-    field, _ = threshold_field(calibrated)
-    return {"depth/threshold": getattr(calibrated, field), "depth/calibrated_loops_mean": loops}
+    return {"depth/threshold": threshold_of(calibrated), "depth/calibrated_loops_mean": loops}

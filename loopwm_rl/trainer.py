@@ -19,7 +19,7 @@ from loopwm_rl.envs import SUITE, make_env
 
 from . import killpoints, resume, run_setup
 from .atomic import atomic_path
-from .calibration import threshold_field
+from .calibration import threshold_of
 from .config import to_dict
 from .depth import depth_summary
 from .frames import annotate, write_gif
@@ -278,8 +278,7 @@ class Trainer:
         _, action, z = self._recent(512)
         calibration = run_setup.check_contraction(self.model, z, action)
         if self._budgeted():
-            field, _ = threshold_field(self.model.cfg.halting)
-            calibration["depth/threshold"] = getattr(self.model.cfg.halting, field)
+            calibration["depth/threshold"] = threshold_of(self.model.cfg.halting)
         returns, residuals, plan, all_steps = [], [], [], []
         self.model.eval()
         frames: list[np.ndarray] = []

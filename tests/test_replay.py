@@ -156,5 +156,5 @@ def test_a_dump_without_priorities_loads_unscored_and_a_corrupt_one_is_named(tmp
     loaded.load(tmp_path / "buffer")
     assert loaded._priority[loaded.terminal_ends()].tolist() == [1.0, 1.0]
     (tmp_path / "buffer" / "terminal_priority.npy").write_bytes(b"not an array")
-    with pytest.raises(CheckpointError, match="terminal_priority.npy cannot be read"):
+    with pytest.raises(CheckpointError, match=r"terminal_priority\.npy cannot be read"):
         replay.empty_like().load(tmp_path / "buffer")
