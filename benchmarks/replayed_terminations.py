@@ -50,9 +50,8 @@ def score_run(run: Path, split: tuple[int, float] | None) -> dict:
     from loopwm_rl.trainer import Trainer
 
     trainer = Trainer.from_run(run)
-    trainer._score_terminations()  # the priorities train.terminal_priority would set now
-    ends, batch = trainer.replay.terminal_sequences()
-    cont = trainer.replay._priority[ends].numpy()  # (N,)
+    _, batch, cont = trainer.score_terminations()  # the priorities train.terminal_priority would set now
+    cont = cont.numpy()  # (N,)
     out = {"run": str(run), "env_step": trainer.step, "all": summary(cont)}
     if split is not None:
         dim, bound = split

@@ -19,6 +19,7 @@ from loopwm_rl.envs import SUITE, make_env
 
 from . import killpoints, resume, run_setup
 from .atomic import atomic_path
+from .batch import SequenceBatch
 from .calibration import threshold_of
 from .config import to_dict
 from .depth import depth_summary
@@ -165,25 +166,32 @@ class Trainer:
         self.guard.check(metrics)
         self.updates += 1
         if self.cfg.train.terminal_priority > 0 and self.updates % PRIORITY_EVERY == 0:
-            self._termination_scores = self._score_terminations()
+            _, _, cont = self.score_terminations()
+            if len(cont):
+                self._termination_scores = {
+                    "train/terminal_cont_mean": float(cont.mean()),
+                    "train/terminal_cont_max": float(cont.max()),
+                }
         return {**metrics, **self._termination_scores}  # the latest scores ride on every row
 
     @torch.no_grad()
-    def _score_terminations(self) -> dict[str, float]:
+    def score_terminations(self) -> tuple[torch.Tensor, SequenceBatch, torch.Tensor]:
         """Set each stored termination's sampling priority to the continuation the model
         still predicts there: imagined along its replayed slice (after the burn-in) under
-        the slice's actions, at the planner's adaptive depth."""
+        the slice's actions, at the planner's adaptive depth. Returns the terminations'
+        storage indices (N,), their slices (a SequenceBatch of N rows) and the
+        continuations (N,)."""
         ends, batch = self.replay.terminal_sequences()
         if not len(ends):
-            return {}
-        batch = batch.to(self.device)
+            return ends, batch, torch.zeros(0)
         n = self.model.cfg.sequence_burn_in
+        on_device = batch.to(self.device)
         self.model.eval()
-        z = filter_prefix(self.model, batch.obs, batch.actions, n)  # (N, S)
-        cont = self.model.imagine(z, batch.actions[n:]).cont[-1]  # (N,) at the terminating step
+        z = filter_prefix(self.model, on_device.obs, on_device.actions, n)  # (N, S)
+        cont = self.model.imagine(z, on_device.actions[n:]).cont[-1].cpu()  # (N,) at the terminating step
         self.model.train()
-        self.replay.set_priorities(ends, cont.clamp(0.0, 1.0))
-        return {"train/terminal_cont_mean": float(cont.mean()), "train/terminal_cont_max": float(cont.max())}
+        self.replay.set_priorities(ends, cont)
+        return ends, batch, cont
 
     def _critic_update(self, batch) -> dict[str, float]:
         """One critic step on the replayed sequences: TD targets from the first step after the

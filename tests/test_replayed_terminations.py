@@ -39,8 +39,8 @@ def test_each_termination_is_scored_by_the_continuation_imagined_along_its_slice
 
     trainer = Trainer.from_run(run)
     assert trainer.model.cfg.sequence_burn_in == 0  # the debug model has no memory
-    trainer._score_terminations()
-    ends, batch = trainer.replay.terminal_sequences()
+    ends, batch, cont = trainer.score_terminations()
+    assert torch.equal(trainer.replay._priority[ends], cont)  # what the replay samples by
     assert bool(batch.terminated[-1].all()) and not bool(batch.terminated[:-1].any())
     with torch.no_grad():  # by hand, the first stored termination
         trainer.model.eval()
