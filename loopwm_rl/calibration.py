@@ -65,18 +65,13 @@ def calibrate(
     field, candidates = threshold_field(base)
     target = budget * model.cfg.loop_cap
     best: tuple[HaltingConfig, float] | None = None
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            z = model.encode(obs) if z is None else z  # (N, S): the same for every candidate
-            for value in candidates:
-                cfg = dataclasses.replace(base, **{field: float(value)})
-                loops = float(model.step(z, actions, halting=cfg).loops.float().mean())
-                if best is None or abs(loops - target) < abs(best[1] - target):
-                    best = (cfg, loops)
-    finally:
-        model.train(was_training)
+    with model.evaluating(), torch.no_grad():
+        z = model.encode(obs) if z is None else z  # (N, S): the same for every candidate
+        for value in candidates:
+            cfg = dataclasses.replace(base, **{field: float(value)})
+            loops = float(model.step(z, actions, halting=cfg).loops.float().mean())
+            if best is None or abs(loops - target) < abs(best[1] - target):
+                best = (cfg, loops)
     if abs(best[1] - target) > max(0.5, 0.1 * target):
         warnings.warn(
             f"halting budget {budget} asks for {target:.2f} mean loops; the closest {base.rule} threshold "

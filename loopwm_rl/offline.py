@@ -53,13 +53,11 @@ def episode_latents(model: WorldModel, data: dict, idx: np.ndarray) -> torch.Ten
 
 def validate(model: WorldModel, data: dict, idx: np.ndarray) -> dict[str, float]:
     """Held-out one-step error and depth metrics of the transitions ``idx``."""
-    was_training = model.training
-    model.eval()
-    scores = score_transitions(model, data, idx)
-    few = idx[:512]
-    act = torch.as_tensor(data["actions"][few])
-    contraction = run_setup.check_contraction(model, episode_latents(model, data, few), act)
-    model.train(was_training)
+    with model.evaluating():
+        scores = score_transitions(model, data, idx)
+        few = idx[:512]
+        act = torch.as_tensor(data["actions"][few])
+        contraction = run_setup.check_contraction(model, episode_latents(model, data, few), act)
     hard = data["hard"][idx] if "hard" in data else None
     return {
         "fit/val_pred_error": float(scores.error.mean()),

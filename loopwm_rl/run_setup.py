@@ -91,9 +91,8 @@ def action_meta(env_id: str, action_space: spaces.Space | None = None, low=None,
 def check_contraction(model: WorldModel, z: torch.Tensor, actions: torch.Tensor) -> dict[str, float]:
     """Run every row of (z (N, S), actions) to the loop cap and warn (with the curve) if the
     residuals stop shrinking; returns ``depth/contraction``, last loop's residual / loop 2's."""
-    was_training = model.training
-    curve = model.eval().step(z, actions, halting="fixed").residuals.mean(0).cpu().numpy()  # (K,)
-    model.train(was_training)
+    with model.evaluating():
+        curve = model.step(z, actions, halting="fixed").residuals.mean(0).cpu().numpy()  # (K,)
     message = contraction_warning(curve)
     if message:
         warnings.warn(message, RuntimeWarning, stacklevel=2)

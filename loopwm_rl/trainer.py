@@ -186,10 +186,9 @@ class Trainer:
             return ends, batch, torch.zeros(0)
         n = self.model.cfg.sequence_burn_in
         on_device = batch.to(self.device)
-        self.model.eval()
-        z = filter_prefix(self.model, on_device.obs, on_device.actions, n)  # (N, S)
-        cont = self.model.imagine(z, on_device.actions[n:]).cont[-1].cpu()  # (N,) at the terminating step
-        self.model.train()
+        with self.model.evaluating():
+            z = filter_prefix(self.model, on_device.obs, on_device.actions, n)  # (N, S)
+            cont = self.model.imagine(z, on_device.actions[n:]).cont[-1].cpu()  # (N,) at the terminating step
         self.replay.set_priorities(ends, cont)
         return ends, batch, cont
 
@@ -288,45 +287,44 @@ class Trainer:
         if self._budgeted():
             calibration["depth/threshold"] = threshold_of(self.model.cfg.halting)
         returns, residuals, plan, all_steps = [], [], [], []
-        self.model.eval()
-        frames: list[np.ndarray] = []
-        for ep in range(self.cfg.train.eval_episodes):
-            obs, _ = self.eval_env.reset(seed=10_000 + ep)
-            self.eval_agent.reset()
-            total, done, trace = 0.0, False, []
-            z = None  # the episode's latent as the model filters it (re-encoded without memory)
-            while not done:
-                if self.frames and ep == 0:
-                    frames.append(self.eval_env.render())  # the frame this step starts from
-                action, stats = self.eval_agent.act(obs, eval=True)
-                nxt, reward, terminated, truncated, info = self.eval_env.step(action)
-                obs_t, act_t, nxt_t = self._as_batch(obs, action, nxt)
-                z = self.model.encode(obs_t) if z is None else z
-                scores = self.model.score(obs_t, act_t, nxt_t, z=z)
-                z = self.model.observe(z, act_t, nxt_t)
-                killpoints.reach("eval")
-                step_record = {
-                    "step": len(trace),
-                    "loops": int(scores.loops[0]),
-                    "hard": bool(info.get("hard", False)),
-                    "reward": float(reward),
-                    "pred_error": float(scores.error[0]),
-                    # the relative latent change at each loop run: the report's convergence by class
-                    "residuals": [round(float(r), 5) for r in scores.residuals[0][: int(scores.loops[0])]],
-                }
-                if "events" in info:
-                    step_record["events"] = int(info["events"])
-                trace.append(step_record)
-                residuals.append(scores.residuals[0])
-                plan.append(stats.as_metrics())
-                total += reward
-                obs, done = nxt, terminated or truncated
-            returns.append(total)
-            all_steps += trace
-            self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap, episode=ep)
-            if ep == 0 and frames:
-                self._save_frames(frames, trace)
-        self.model.train()
+        with self.model.evaluating():
+            frames: list[np.ndarray] = []
+            for ep in range(self.cfg.train.eval_episodes):
+                obs, _ = self.eval_env.reset(seed=10_000 + ep)
+                self.eval_agent.reset()
+                total, done, trace = 0.0, False, []
+                z = None  # the episode's latent as the model filters it (re-encoded without memory)
+                while not done:
+                    if self.frames and ep == 0:
+                        frames.append(self.eval_env.render())  # the frame this step starts from
+                    action, stats = self.eval_agent.act(obs, eval=True)
+                    nxt, reward, terminated, truncated, info = self.eval_env.step(action)
+                    obs_t, act_t, nxt_t = self._as_batch(obs, action, nxt)
+                    z = self.model.encode(obs_t) if z is None else z
+                    scores = self.model.score(obs_t, act_t, nxt_t, z=z)
+                    z = self.model.observe(z, act_t, nxt_t)
+                    killpoints.reach("eval")
+                    step_record = {
+                        "step": len(trace),
+                        "loops": int(scores.loops[0]),
+                        "hard": bool(info.get("hard", False)),
+                        "reward": float(reward),
+                        "pred_error": float(scores.error[0]),
+                        # the relative latent change at each loop run: the report's convergence by class
+                        "residuals": [round(float(r), 5) for r in scores.residuals[0][: int(scores.loops[0])]],
+                    }
+                    if "events" in info:
+                        step_record["events"] = int(info["events"])
+                    trace.append(step_record)
+                    residuals.append(scores.residuals[0])
+                    plan.append(stats.as_metrics())
+                    total += reward
+                    obs, done = nxt, terminated or truncated
+                returns.append(total)
+                all_steps += trace
+                self.logger.log_depth_trace(trace, self.step, self.model.cfg.loop_cap, episode=ep)
+                if ep == 0 and frames:
+                    self._save_frames(frames, trace)
         self.logger.log_depth_views(all_steps, self.step)
         loops = np.array([s["loops"] for s in all_steps])
         hard = np.array([s["hard"] for s in all_steps])

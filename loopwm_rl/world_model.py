@@ -30,7 +30,8 @@ for every loop, ``StackedWorldModel`` L distinct blocks run once each. Everythin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -297,6 +298,17 @@ class WorldModel(nn.Module):
     def loss(self, batch, generator: torch.Generator | None = None):
         """Multi-step training loss on a :class:`~loopwm_rl.batch.SequenceBatch`."""
         return sequence_loss(self, batch, generator=generator)
+
+    @contextmanager
+    def evaluating(self) -> Iterator[WorldModel]:
+        """Eval mode inside the ``with`` block; the mode the model had is back after it, an
+        error included (training calls scoring and evaluation and must keep training)."""
+        was_training = self.training
+        self.eval()
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     # ------------------------------------------------------------------ introspection
 

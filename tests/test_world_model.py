@@ -258,6 +258,18 @@ def test_loss_and_step_leave_inputs_unmutated():
         assert torch.equal(getattr(batch, name), value), name
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluating_restores_the_mode_it_found_even_on_error(training):
+    model = make()
+    model.train(training)
+    with model.evaluating():
+        assert not model.training and not model.halting.training
+    assert model.training is training
+    with pytest.raises(RuntimeError, match="inside"), model.evaluating():
+        raise RuntimeError("inside")
+    assert model.training is training and all(m.training is training for m in model.modules())
+
+
 def test_terminated_steps_mask_the_rest_of_the_sequence():
     batch = SequenceBatch(
         torch.zeros(4, 2, O),
